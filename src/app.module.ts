@@ -1,0 +1,18 @@
+import { Module } from '@nestjs/common';
+import { ConfigModule } from '@nestjs/config';
+import { cacheConfig } from './config/cache.config';
+import { serverConfig } from './config/server.config';
+import { upstreamConfig } from './config/upstream.config';
+import { HealthModule } from './health/health.module';
+import { ImageModule } from './image/image.module';
+
+@Module({
+  imports: [
+    // Each namespace validates the whole environment when it is built, so a bad value stops
+    // start-up with a message naming the variable before the server listens.
+    ConfigModule.forRoot({ isGlobal: true, load: [serverConfig, cacheConfig, upstreamConfig] }),
+    ImageModule,
+    HealthModule,
+  ],
+})
+export class AppModule {}

@@ -1,0 +1,62 @@
+import { z } from 'zod';
+
+const SECONDS_PER_YEAR = 31_536_000;
+const MAX_IMAGE_SIDE = 5_000;
+
+/** A whole number written in decimal digits, so that "1.5", "1e3" or "abc" are refused rather than coerced. */
+function integer(min: number, max: number) {
+  const allowed = `an integer from ${min} to ${max}`;
+  return z
+    .string()
+    .regex(/^[+-]?\d+$/, { error: allowed })
+    .transform(Number)
+    .pipe(z.number().int().min(min, { error: allowed }).max(max, { error: allowed }));
+}
+
+const httpUrl = z
+  .url({ protocol: /^https?$/, error: 'an absolute http:// or https:// URL, such as https://picsum.photos' })
+  .transform((url) => url.replace(/\/+$/, ''));
+
+export const environmentSchema = z.object({
+  PORT: integer(1, 65_535).default(3000),
+  CACHE_DIR: z.string().default('./storage'),
+  CACHE_TTL_SECONDS: integer(1, SECONDS_PER_YEAR).default(600),
+  CACHE_STALE_IF_ERROR_SECONDS: integer(0, SECONDS_PER_YEAR).optional(),
+  PICSUM_BASE_URL: httpUrl.default('https://picsum.photos'),
+  IMAGE_WIDTH: integer(1, MAX_IMAGE_SIDE).default(1200),
+  IMAGE_HEIGHT: integer(1, MAX_IMAGE_SIDE).optional(),
+  UPSTREAM_TIMEOUT_MS: integer(1, 600_000).default(10_000),
+  UPSTREAM_MAX_BYTES: integer(1, 1_073_741_824).default(20_971_520),
+  UPSTREAM_RETRY_AFTER_SECONDS: integer(0, 86_400).default(10),
+  SHUTDOWN_DRAIN_MS: integer(0, 600_000).default(5000),
+});
+
+export type Environment = z.output<typeof environmentSchema>;
+
+export class InvalidEnvironmentError extends Error {
+  constructor(problems: string[]) {
+    super(`Invalid environment:\n  ${problems.join('\n  ')}`);
+    this.name = InvalidEnvironmentError.name;
+    // The variable names say where the problem is; a stack trace into zod would only hide them.
+    this.stack = `${this.name}: ${this.message}`;
+  }
+}
+
+/**
+ * Validates the variables this service reads. Empty values count as unset, so a chart that
+ * renders `VAR: ""` gets the default instead of an error.
+ */
+export function parseEnvironment(env: NodeJS.ProcessEnv): Environment {
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== ''),
+  );
+  const result = environmentSchema.safeParse(present);
+  if (result.success) {
+    return result.data;
+  }
+  const problems = result.error.issues.map((issue) => {
+    const name = String(issue.path[0]);
+    return `${name}=${JSON.stringify(present[name])} is not allowed: expected ${issue.message}`;
+  });
+  throw new InvalidEnvironmentError(problems);
+}

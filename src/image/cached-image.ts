@@ -1,0 +1,31 @@
+/** One stored image as the cache keeps it in memory: the body plus everything needed to serve it. */
+export interface CachedImage {
+  /** What the image was requested as, e.g. `1200x1200`. */
+  readonly key: string;
+  readonly body: Buffer;
+  readonly contentType: string;
+  /** Hex SHA-256 of the body, computed once when the image was fetched and verified on load. */
+  readonly sha256: string;
+  /** Strong entity tag derived from `sha256`. */
+  readonly etag: string;
+  /** Epoch milliseconds of the upstream fetch; freshness is measured from here, across restarts. */
+  readonly fetchedAt: number;
+  /** `fetchedAt` as an HTTP date, for `Last-Modified`. */
+  readonly lastModified: string;
+  /** The upstream's `Picsum-ID` header, when it sent one. */
+  readonly picsumId?: string;
+  /** The final upstream URL after redirects. */
+  readonly source: string;
+}
+
+/** Whether a reply was served from a fresh entry, a new fetch, or a stale entry the upstream could not replace. */
+export type CacheStatus = 'HIT' | 'MISS' | 'STALE';
+
+export interface CacheLookup {
+  readonly image: CachedImage;
+  readonly status: CacheStatus;
+}
+
+export function etagFor(sha256: string): string {
+  return `"${sha256.slice(0, 32)}"`;
+}

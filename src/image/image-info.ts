@@ -1,0 +1,13 @@
+/** The body of `GET /image/info`. */
+export interface ImageInfo {
+  /** Picsum's id of the image, or `null` when the upstream did not send one. */
+  readonly id: string | null;
+  readonly contentType: string;
+  readonly bytes: number;
+  readonly etag: string;
+  readonly fetchedAt: string;
+  readonly expiresAt: string;
+  readonly stale: boolean;
+  /** The final upstream URL the image came from. */
+  readonly source: string;
+}

@@ -1,0 +1,31 @@
+import { Logger } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { AppModule } from './app.module';
+import { serverConfig } from './config/server.config';
+
+const logger = new Logger('Bootstrap');
+
+async function bootstrap(): Promise<void> {
+  let app: NestFastifyApplication;
+  try {
+    app = await NestFactory.create<NestFastifyApplication>(AppModule, new FastifyAdapter(), {
+      abortOnError: false,
+    });
+  } catch {
+    // Nest's exception handler has already logged the cause, e.g. which variable is invalid.
+    process.exit(1);
+  }
+  // useProcessExit: after the hooks ran (readiness down, drain, server closed) exit 0 rather
+  // than re-raising the signal, so a clean shutdown is reported as one.
+  app.enableShutdownHooks(['SIGTERM', 'SIGINT'], { useProcessExit: true });
+  const { port } = app.get<ConfigType<typeof serverConfig>>(serverConfig.KEY);
+  await app.listen(port, '0.0.0.0');
+  logger.log(`Listening on port ${port}`);
+}
+
+bootstrap().catch((error: unknown) => {
+  logger.error(`Not started: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});
