@@ -10,7 +10,10 @@ import { ImageModule } from './image/image.module';
   imports: [
     // Each namespace validates the whole environment when it is built, so a bad value stops
     // start-up with a message naming the variable before the server listens.
-    ConfigModule.forRoot({ isGlobal: true, load: [serverConfig, cacheConfig, upstreamConfig] }),
+    ConfigModule.forRoot({
+      isGlobal: true,
+      load: [serverConfig, cacheConfig, upstreamConfig],
+    }),
     ImageModule,
     HealthModule,
   ],

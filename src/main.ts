@@ -1,7 +1,11 @@
 import { Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { NestFactory } from '@nestjs/core';
-import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import {
+  FastifyAdapter,
+  type NestFastifyApplication,
+} from '@nestjs/platform-fastify';
+import type { AddressInfo } from 'node:net';
 import { AppModule } from './app.module';
 import { serverConfig } from './config/server.config';
 
@@ -10,9 +14,13 @@ const logger = new Logger('Bootstrap');
 async function bootstrap(): Promise<void> {
   let app: NestFastifyApplication;
   try {
-    app = await NestFactory.create<NestFastifyApplication>(AppModule, new FastifyAdapter(), {
-      abortOnError: false,
-    });
+    app = await NestFactory.create<NestFastifyApplication>(
+      AppModule,
+      new FastifyAdapter(),
+      {
+        abortOnError: false,
+      },
+    );
   } catch {
     // Nest's exception handler has already logged the cause, e.g. which variable is invalid.
     process.exit(1);
@@ -20,12 +28,18 @@ async function bootstrap(): Promise<void> {
   // useProcessExit: after the hooks ran (readiness down, drain, server closed) exit 0 rather
   // than re-raising the signal, so a clean shutdown is reported as one.
   app.enableShutdownHooks(['SIGTERM', 'SIGINT'], { useProcessExit: true });
-  const { port } = app.get<ConfigType<typeof serverConfig>>(serverConfig.KEY);
-  await app.listen(port, '0.0.0.0');
-  logger.log(`Listening on port ${port}`);
+  const { port, host } = app.get<ConfigType<typeof serverConfig>>(
+    serverConfig.KEY,
+  );
+  await app.listen(port, host);
+  // The bound port, which differs from PORT when PORT is 0.
+  const { port: boundPort } = app.getHttpServer().address() as AddressInfo;
+  logger.log(`Listening on ${host}:${boundPort}`);
 }
 
 bootstrap().catch((error: unknown) => {
-  logger.error(`Not started: ${error instanceof Error ? error.message : String(error)}`);
+  logger.error(
+    `Not started: ${error instanceof Error ? error.message : String(error)}`,
+  );
   process.exit(1);
 });

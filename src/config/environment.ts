@@ -10,15 +10,25 @@ function integer(min: number, max: number) {
     .string()
     .regex(/^[+-]?\d+$/, { error: allowed })
     .transform(Number)
-    .pipe(z.number().int().min(min, { error: allowed }).max(max, { error: allowed }));
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(min, { error: allowed })
+        .max(max, { error: allowed }),
+    );
 }
 
 const httpUrl = z
-  .url({ protocol: /^https?$/, error: 'an absolute http:// or https:// URL, such as https://picsum.photos' })
+  .url({
+    protocol: /^https?$/,
+    error: 'an absolute http:// or https:// URL, such as https://picsum.photos',
+  })
   .transform((url) => url.replace(/\/+$/, ''));
 
 export const environmentSchema = z.object({
-  PORT: integer(1, 65_535).default(3000),
+  PORT: integer(0, 65_535).default(3000),
+  HOST: z.string().default('0.0.0.0'),
   CACHE_DIR: z.string().default('./storage'),
   CACHE_TTL_SECONDS: integer(1, SECONDS_PER_YEAR).default(600),
   CACHE_STALE_IF_ERROR_SECONDS: integer(0, SECONDS_PER_YEAR).optional(),
@@ -48,7 +58,9 @@ export class InvalidEnvironmentError extends Error {
  */
 export function parseEnvironment(env: NodeJS.ProcessEnv): Environment {
   const present = Object.fromEntries(
-    Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== ''),
+    Object.entries(env).filter(
+      ([, value]) => value !== undefined && value.trim() !== '',
+    ),
   );
   const result = environmentSchema.safeParse(present);
   if (result.success) {

@@ -18,6 +18,8 @@ export class ShutdownHealthIndicator implements OnModuleDestroy {
 
   isHealthy(key: string) {
     const indicator = this.indicators.check(key);
-    return this.shuttingDown ? indicator.down({ message: 'shutting down' }) : indicator.up();
+    return this.shuttingDown
+      ? indicator.down({ message: 'shutting down' })
+      : indicator.up();
   }
 }

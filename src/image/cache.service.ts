@@ -1,4 +1,10 @@
-import { BadGatewayException, HttpException, Inject, Injectable, Logger } from '@nestjs/common';
+import {
+  BadGatewayException,
+  HttpException,
+  Inject,
+  Injectable,
+  Logger,
+} from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { cacheConfig } from '../config/cache.config';
 import { upstreamConfig } from '../config/upstream.config';
@@ -39,13 +45,18 @@ export class CacheService {
     private readonly client: PicsumClient,
     private readonly disk: DiskStore,
     private readonly clock: Clock,
-    @Inject(cacheConfig.KEY) private readonly cache: ConfigType<typeof cacheConfig>,
-    @Inject(upstreamConfig.KEY) private readonly upstream: ConfigType<typeof upstreamConfig>,
+    @Inject(cacheConfig.KEY)
+    private readonly cache: ConfigType<typeof cacheConfig>,
+    @Inject(upstreamConfig.KEY)
+    private readonly upstream: ConfigType<typeof upstreamConfig>,
   ) {}
 
   /** The size `GET /image` asks the upstream for. */
   get defaultSize(): ImageSize {
-    return { width: this.upstream.imageWidth, height: this.upstream.imageHeight };
+    return {
+      width: this.upstream.imageWidth,
+      height: this.upstream.imageHeight,
+    };
   }
 
   /** The image to serve for `size`, fetching it when nothing fresh is cached. */
@@ -60,7 +71,9 @@ export class CacheService {
       return this.serveStaleOr(cached, failure.error);
     }
     try {
-      const image = await this.fetches.run(key, () => this.fetchAndStore(key, size));
+      const image = await this.fetches.run(key, () =>
+        this.fetchAndStore(key, size),
+      );
       return { image, status: 'MISS' };
     } catch (error) {
       const httpError = toHttpException(error);
@@ -97,7 +110,10 @@ export class CacheService {
     };
   }
 
-  private async fetchAndStore(key: string, size: ImageSize): Promise<CachedImage> {
+  private async fetchAndStore(
+    key: string,
+    size: ImageSize,
+  ): Promise<CachedImage> {
     const fetched = await this.client.fetchImage(size);
     const fetchedAt = this.clock.now();
     const sha256 = sha256Hex(fetched.body);
@@ -133,7 +149,10 @@ export class CacheService {
     );
   }
 
-  private serveStaleOr(cached: CachedImage | undefined, error: HttpException): CacheLookup {
+  private serveStaleOr(
+    cached: CachedImage | undefined,
+    error: HttpException,
+  ): CacheLookup {
     if (cached && this.isWithinStaleWindow(cached)) {
       return { image: cached, status: 'STALE' };
     }

@@ -53,7 +53,9 @@ export class DiskStore implements OnModuleInit {
     const metadataPath = this.metadataPath(key);
     let metadata: StoredMetadata;
     try {
-      metadata = metadataSchema.parse(JSON.parse(await readFile(metadataPath, 'utf8')));
+      metadata = metadataSchema.parse(
+        JSON.parse(await readFile(metadataPath, 'utf8')),
+      );
     } catch (error) {
       if (isNotFound(error)) {
         return undefined;
@@ -61,13 +63,20 @@ export class DiskStore implements OnModuleInit {
       return this.discard(key, `unreadable metadata (${describe(error)})`);
     }
     if (metadata.key !== key) {
-      return this.discard(key, `metadata names key ${JSON.stringify(metadata.key)}`);
+      return this.discard(
+        key,
+        `metadata names key ${JSON.stringify(metadata.key)}`,
+      );
     }
     let body: Buffer;
     try {
       body = await readFile(join(this.directory, metadata.bodyFile));
     } catch (error) {
-      return this.discard(key, `unreadable body (${describe(error)})`, metadata.bodyFile);
+      return this.discard(
+        key,
+        `unreadable body (${describe(error)})`,
+        metadata.bodyFile,
+      );
     }
     const sha256 = sha256Hex(body);
     if (body.length !== metadata.bytes || sha256 !== metadata.sha256) {
@@ -107,7 +116,10 @@ export class DiskStore implements OnModuleInit {
       ...(image.picsumId ? { picsumId: image.picsumId } : {}),
     };
     await this.writeDurably(join(this.directory, bodyFile), image.body);
-    await this.writeDurably(this.metadataPath(image.key), JSON.stringify(metadata));
+    await this.writeDurably(
+      this.metadataPath(image.key),
+      JSON.stringify(metadata),
+    );
     await this.syncDirectory();
     if (previousBody && previousBody !== bodyFile) {
       await rm(join(this.directory, previousBody), { force: true });
@@ -130,7 +142,10 @@ export class DiskStore implements OnModuleInit {
     }
   }
 
-  private async writeDurably(path: string, data: string | Buffer): Promise<void> {
+  private async writeDurably(
+    path: string,
+    data: string | Buffer,
+  ): Promise<void> {
     const temporary = join(this.directory, `.${randomUUID()}${TEMP_SUFFIX}`);
     try {
       const file = await open(temporary, 'wx', 0o644);
@@ -161,35 +176,57 @@ export class DiskStore implements OnModuleInit {
   private async sweep(): Promise<void> {
     const names = await readdir(this.directory);
     const referenced = new Set<string>();
-    for (const name of names.filter((entry) => entry.endsWith(METADATA_SUFFIX))) {
+    for (const name of names.filter((entry) =>
+      entry.endsWith(METADATA_SUFFIX),
+    )) {
       try {
-        const metadata = metadataSchema.parse(JSON.parse(await readFile(join(this.directory, name), 'utf8')));
+        const metadata = metadataSchema.parse(
+          JSON.parse(await readFile(join(this.directory, name), 'utf8')),
+        );
         referenced.add(metadata.bodyFile);
       } catch (error) {
-        this.logger.warn(`Removing unreadable metadata ${name}: ${describe(error)}`);
+        this.logger.warn(
+          `Removing unreadable metadata ${name}: ${describe(error)}`,
+        );
         await rm(join(this.directory, name), { force: true });
       }
     }
     const leftovers = names.filter(
-      (name) => name.endsWith(TEMP_SUFFIX) || (name.endsWith(BODY_SUFFIX) && !referenced.has(name)),
+      (name) =>
+        name.endsWith(TEMP_SUFFIX) ||
+        (name.endsWith(BODY_SUFFIX) && !referenced.has(name)),
     );
-    await Promise.all(leftovers.map((name) => rm(join(this.directory, name), { force: true })));
+    await Promise.all(
+      leftovers.map((name) => rm(join(this.directory, name), { force: true })),
+    );
     if (leftovers.length > 0) {
-      this.logger.log(`Removed ${leftovers.length} leftover file(s) of interrupted writes from ${this.directory}`);
+      this.logger.log(
+        `Removed ${leftovers.length} leftover file(s) of interrupted writes from ${this.directory}`,
+      );
     }
-    this.logger.log(`Cache directory ${this.directory} holds ${referenced.size} stored image(s)`);
+    this.logger.log(
+      `Cache directory ${this.directory} holds ${referenced.size} stored image(s)`,
+    );
   }
 
   private async readBodyFileName(key: string): Promise<string | undefined> {
     try {
-      return metadataSchema.parse(JSON.parse(await readFile(this.metadataPath(key), 'utf8'))).bodyFile;
+      return metadataSchema.parse(
+        JSON.parse(await readFile(this.metadataPath(key), 'utf8')),
+      ).bodyFile;
     } catch {
       return undefined;
     }
   }
 
-  private async discard(key: string, reason: string, bodyFile?: string): Promise<undefined> {
-    this.logger.warn(`Discarding stored image ${JSON.stringify(key)}: ${reason}`);
+  private async discard(
+    key: string,
+    reason: string,
+    bodyFile?: string,
+  ): Promise<undefined> {
+    this.logger.warn(
+      `Discarding stored image ${JSON.stringify(key)}: ${reason}`,
+    );
     await rm(this.metadataPath(key), { force: true });
     if (bodyFile) {
       await rm(join(this.directory, bodyFile), { force: true });

@@ -1,4 +1,11 @@
-import { Controller, Get, Header, Headers, NotFoundException, Res } from '@nestjs/common';
+import {
+  Controller,
+  Get,
+  Header,
+  Headers,
+  NotFoundException,
+  Res,
+} from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { CacheService } from './cache.service';
 import { ifNoneMatchMatches } from './conditional-request';
@@ -43,7 +50,9 @@ export class ImageController {
   async getInfo(): Promise<ImageInfo> {
     const image = await this.cache.peek(this.cache.defaultSize);
     if (!image) {
-      throw new NotFoundException('No image is cached yet; GET /image fetches one');
+      throw new NotFoundException(
+        'No image is cached yet; GET /image fetches one',
+      );
     }
     const freshness = this.cache.freshness(image);
     return {

@@ -77,7 +77,11 @@ export class PicsumClient {
 
   private describeFailure(url: string, error: unknown): HttpException {
     if (error instanceof AxiosError) {
-      if (error.code === AxiosError.ERR_CANCELED || error.code === AxiosError.ECONNABORTED || error.code === 'ETIMEDOUT') {
+      if (
+        error.code === AxiosError.ERR_CANCELED ||
+        error.code === AxiosError.ECONNABORTED ||
+        error.code === 'ETIMEDOUT'
+      ) {
         return new GatewayTimeoutException(
           `Upstream ${url} did not answer within UPSTREAM_TIMEOUT_MS (${this.config.timeoutMs} ms)`,
         );
@@ -85,19 +89,33 @@ export class PicsumClient {
       if (error.message.startsWith('maxContentLength')) {
         return this.tooLarge(url);
       }
-      if (error.code === AxiosError.ERR_FR_TOO_MANY_REDIRECTS) {
-        return new BadGatewayException(`Upstream ${url} redirected more than ${MAX_REDIRECTS} times`);
+      if (error.message === 'stream has been aborted') {
+        return new BadGatewayException(
+          `Upstream ${url} closed the connection before the body was complete`,
+        );
       }
-      return new BadGatewayException(`Upstream ${url} failed: ${error.code ? `${error.code} ` : ''}${error.message}`);
+      if (error.code === AxiosError.ERR_FR_TOO_MANY_REDIRECTS) {
+        return new BadGatewayException(
+          `Upstream ${url} redirected more than ${MAX_REDIRECTS} times`,
+        );
+      }
+      return new BadGatewayException(
+        `Upstream ${url} failed: ${error.code ? `${error.code} ` : ''}${error.message}`,
+      );
     }
     const message = error instanceof Error ? error.message : String(error);
     return new BadGatewayException(`Upstream ${url} failed: ${message}`);
   }
 
-  private validate(url: string, response: AxiosResponse<Buffer>): UpstreamImage {
+  private validate(
+    url: string,
+    response: AxiosResponse<Buffer>,
+  ): UpstreamImage {
     const source = finalUrl(response) ?? url;
     if (response.status < 200 || response.status > 299) {
-      throw new BadGatewayException(`Upstream answered ${response.status} for ${source}`);
+      throw new BadGatewayException(
+        `Upstream answered ${response.status} for ${source}`,
+      );
     }
     const contentType = headerValue(response, 'content-type')?.toLowerCase();
     if (!contentType?.startsWith('image/')) {
@@ -131,14 +149,18 @@ export class PicsumClient {
   }
 }
 
-function headerValue(response: AxiosResponse, name: string): string | undefined {
+function headerValue(
+  response: AxiosResponse,
+  name: string,
+): string | undefined {
   const value: unknown = response.headers[name];
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
 /** follow-redirects records where the chain ended on the Node response it hands to axios. */
 function finalUrl(response: AxiosResponse): string | undefined {
-  const request = response.request as { res?: { responseUrl?: unknown } } | undefined;
+  const request = response.request as
+    { res?: { responseUrl?: unknown } } | undefined;
   const url = request?.res?.responseUrl;
   return typeof url === 'string' ? url : undefined;
 }

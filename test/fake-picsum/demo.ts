@@ -10,24 +10,31 @@ import { FakePicsum } from './fake-picsum.server';
 
 async function main(): Promise<void> {
   const upstream = new FakePicsum();
-  const baseUrl = await upstream.start(Number(process.env.FAKE_PICSUM_PORT ?? 0));
-  const cacheDir = process.env.CACHE_DIR ?? mkdtempSync(join(tmpdir(), 'image-cache-demo-'));
+  const baseUrl = await upstream.start(
+    Number(process.env.FAKE_PICSUM_PORT ?? 0),
+  );
+  const cacheDir =
+    process.env.CACHE_DIR ?? mkdtempSync(join(tmpdir(), 'image-cache-demo-'));
   const port = process.env.PORT ?? '3000';
   process.stdout.write(
     `Fake Picsum on ${baseUrl}; cache in ${cacheDir}\n` +
       `Try: curl -i http://127.0.0.1:${port}/image -o /dev/null   and   curl http://127.0.0.1:${port}/image/info\n`,
   );
-  const service = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'main.js')], {
-    stdio: 'inherit',
-    env: {
-      CACHE_TTL_SECONDS: '30',
-      ...process.env,
-      PORT: port,
-      CACHE_DIR: cacheDir,
-      PICSUM_BASE_URL: baseUrl,
-      SHUTDOWN_DRAIN_MS: '0',
+  const service = spawn(
+    process.execPath,
+    [join(__dirname, '..', '..', 'dist', 'main.js')],
+    {
+      stdio: 'inherit',
+      env: {
+        CACHE_TTL_SECONDS: '30',
+        ...process.env,
+        PORT: port,
+        CACHE_DIR: cacheDir,
+        PICSUM_BASE_URL: baseUrl,
+        SHUTDOWN_DRAIN_MS: '0',
+      },
     },
-  });
+  );
   const stop = () => service.kill('SIGTERM');
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);

@@ -1,4 +1,9 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { encode } from 'jpeg-js';
 
@@ -13,7 +18,15 @@ import { encode } from 'jpeg-js';
  * - `hang`: accepts the connection and never answers
  * - `reset`: closes the connection without answering
  */
-export type FakePicsumMode = 'ok' | 'server-error' | 'html' | 'mislabeled' | 'truncated' | 'oversized' | 'hang' | 'reset';
+export type FakePicsumMode =
+  | 'ok'
+  | 'server-error'
+  | 'html'
+  | 'mislabeled'
+  | 'truncated'
+  | 'oversized'
+  | 'hang'
+  | 'reset';
 
 const IMAGE_PATH = /^\/id\/(\d+)\/(\d+)\/(\d+)\.jpg$/;
 const SIZE_PATH = /^\/(\d+)(?:\/(\d+))?\/?$/;
@@ -42,7 +55,9 @@ export class FakePicsum {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
     });
-    await new Promise<void>((resolve) => this.server.listen(port, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) =>
+      this.server.listen(port, '127.0.0.1', resolve),
+    );
     return this.baseUrl;
   }
 
@@ -71,13 +86,20 @@ export class FakePicsum {
     const key = `${id}/${width}/${height}`;
     let jpeg = this.jpegs.get(key);
     if (!jpeg) {
-      jpeg = drawJpeg(id, Math.min(width, MAX_DRAWN_SIDE), Math.min(height, MAX_DRAWN_SIDE));
+      jpeg = drawJpeg(
+        id,
+        Math.min(width, MAX_DRAWN_SIDE),
+        Math.min(height, MAX_DRAWN_SIDE),
+      );
       this.jpegs.set(key, jpeg);
     }
     return jpeg;
   }
 
-  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+  private async handle(
+    request: IncomingMessage,
+    response: ServerResponse,
+  ): Promise<void> {
     const path = new URL(request.url ?? '/', 'http://fake').pathname;
     const sizeMatch = SIZE_PATH.exec(path);
     const imageMatch = IMAGE_PATH.exec(path);
@@ -97,21 +119,40 @@ export class FakePicsum {
       return;
     }
     if (sizeMatch) {
-      this.answerSize(response, Number(sizeMatch[1]), Number(sizeMatch[2] ?? sizeMatch[1]));
+      this.answerSize(
+        response,
+        Number(sizeMatch[1]),
+        Number(sizeMatch[2] ?? sizeMatch[1]),
+      );
     } else if (imageMatch) {
-      this.answerImage(response, Number(imageMatch[1]), Number(imageMatch[2]), Number(imageMatch[3]));
+      this.answerImage(
+        response,
+        Number(imageMatch[1]),
+        Number(imageMatch[2]),
+        Number(imageMatch[3]),
+      );
     } else {
-      response.writeHead(404, { 'Content-Type': 'text/plain' }).end('Not found');
+      response
+        .writeHead(404, { 'Content-Type': 'text/plain' })
+        .end('Not found');
     }
   }
 
-  private answerSize(response: ServerResponse, width: number, height: number): void {
+  private answerSize(
+    response: ServerResponse,
+    width: number,
+    height: number,
+  ): void {
     switch (this.mode) {
       case 'server-error':
-        response.writeHead(503, { 'Content-Type': 'text/html' }).end('<html><body>Service Unavailable</body></html>');
+        response
+          .writeHead(503, { 'Content-Type': 'text/html' })
+          .end('<html><body>Service Unavailable</body></html>');
         return;
       case 'html':
-        response.writeHead(200, { 'Content-Type': 'text/html' }).end('<html><body>Please log in</body></html>');
+        response
+          .writeHead(200, { 'Content-Type': 'text/html' })
+          .end('<html><body>Please log in</body></html>');
         return;
       default: {
         const id = this.nextId++;
@@ -126,7 +167,12 @@ export class FakePicsum {
     }
   }
 
-  private answerImage(response: ServerResponse, id: number, width: number, height: number): void {
+  private answerImage(
+    response: ServerResponse,
+    id: number,
+    width: number,
+    height: number,
+  ): void {
     const jpeg = this.jpeg(id, width, height);
     const headers = {
       'Content-Type': 'image/jpeg',
@@ -135,13 +181,22 @@ export class FakePicsum {
     };
     switch (this.mode) {
       case 'mislabeled': {
-        const html = Buffer.from('<!DOCTYPE html><html><body>Not an image</body></html>');
-        response.writeHead(200, { ...headers, 'Content-Length': String(html.length) }).end(html);
+        const html = Buffer.from(
+          '<!DOCTYPE html><html><body>Not an image</body></html>',
+        );
+        response
+          .writeHead(200, { ...headers, 'Content-Length': String(html.length) })
+          .end(html);
         return;
       }
       case 'truncated':
-        response.writeHead(200, { ...headers, 'Content-Length': String(jpeg.length) });
-        response.write(jpeg.subarray(0, Math.floor(jpeg.length / 2)), () => response.destroy());
+        response.writeHead(200, {
+          ...headers,
+          'Content-Length': String(jpeg.length),
+        });
+        response.write(jpeg.subarray(0, Math.floor(jpeg.length / 2)), () =>
+          response.destroy(),
+        );
         return;
       case 'oversized':
         response.writeHead(200, headers);
@@ -149,7 +204,9 @@ export class FakePicsum {
         response.end(Buffer.alloc(this.oversizedBytes, 0x42));
         return;
       default:
-        response.writeHead(200, { ...headers, 'Content-Length': String(jpeg.length) }).end(jpeg);
+        response
+          .writeHead(200, { ...headers, 'Content-Length': String(jpeg.length) })
+          .end(jpeg);
     }
   }
 }

@@ -1,0 +1,77 @@
+import { InvalidEnvironmentError, parseEnvironment } from './environment';
+
+describe(parseEnvironment.name, () => {
+  it('fills in the documented defaults', () => {
+    const env = parseEnvironment({});
+
+    expect(env).toEqual({
+      PORT: 3000,
+      HOST: '0.0.0.0',
+      CACHE_DIR: './storage',
+      CACHE_TTL_SECONDS: 600,
+      PICSUM_BASE_URL: 'https://picsum.photos',
+      IMAGE_WIDTH: 1200,
+      UPSTREAM_TIMEOUT_MS: 10_000,
+      UPSTREAM_MAX_BYTES: 20_971_520,
+      UPSTREAM_RETRY_AFTER_SECONDS: 10,
+      SHUTDOWN_DRAIN_MS: 5000,
+    });
+    expect(env.CACHE_STALE_IF_ERROR_SECONDS).toBeUndefined();
+  });
+
+  it('reads valid values and drops a trailing slash from the upstream URL', () => {
+    const env = parseEnvironment({
+      CACHE_TTL_SECONDS: '30',
+      CACHE_STALE_IF_ERROR_SECONDS: '0',
+      PICSUM_BASE_URL: 'http://127.0.0.1:8080/',
+      IMAGE_WIDTH: '640',
+      IMAGE_HEIGHT: '480',
+    });
+
+    expect(env).toMatchObject({
+      CACHE_TTL_SECONDS: 30,
+      CACHE_STALE_IF_ERROR_SECONDS: 0,
+      PICSUM_BASE_URL: 'http://127.0.0.1:8080',
+      IMAGE_WIDTH: 640,
+      IMAGE_HEIGHT: 480,
+    });
+  });
+
+  it('treats an empty value as unset', () => {
+    const env = parseEnvironment({ CACHE_TTL_SECONDS: '', IMAGE_HEIGHT: ' ' });
+
+    expect(env.CACHE_TTL_SECONDS).toBe(600);
+    expect(env.IMAGE_HEIGHT).toBeUndefined();
+  });
+
+  it.each([
+    ['CACHE_TTL_SECONDS', 'abc', 'an integer from 1 to 31536000'],
+    ['CACHE_TTL_SECONDS', '0', 'an integer from 1 to 31536000'],
+    ['CACHE_TTL_SECONDS', '-5', 'an integer from 1 to 31536000'],
+    ['CACHE_TTL_SECONDS', '1.5', 'an integer from 1 to 31536000'],
+    ['PORT', '70000', 'an integer from 0 to 65535'],
+    ['PICSUM_BASE_URL', 'picsum.photos', 'an absolute http:// or https:// URL'],
+    [
+      'PICSUM_BASE_URL',
+      'ftp://picsum.photos',
+      'an absolute http:// or https:// URL',
+    ],
+    ['UPSTREAM_MAX_BYTES', '20MB', 'an integer from 1 to 1073741824'],
+  ])(
+    'refuses %s=%s, naming the variable, the value and what is allowed',
+    (name, value, allowed) => {
+      const parse = () => parseEnvironment({ [name]: value });
+
+      expect(parse).toThrow(InvalidEnvironmentError);
+      expect(parse).toThrow(
+        `${name}=${JSON.stringify(value)} is not allowed: expected ${allowed}`,
+      );
+    },
+  );
+
+  it('reports every invalid variable at once', () => {
+    expect(() =>
+      parseEnvironment({ CACHE_TTL_SECONDS: 'x', IMAGE_WIDTH: '0' }),
+    ).toThrow(/CACHE_TTL_SECONDS="x"[\s\S]*IMAGE_WIDTH="0"/);
+  });
+});

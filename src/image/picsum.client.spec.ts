@@ -1,0 +1,112 @@
+import { HttpModule } from '@nestjs/axios';
+import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { FakePicsum } from '../../test/fake-picsum/fake-picsum.server';
+import { upstreamConfig } from '../config/upstream.config';
+import { PicsumClient } from './picsum.client';
+
+describe(PicsumClient.name, () => {
+  const upstream = new FakePicsum();
+  const size = { width: 300, height: 200 };
+  let client: PicsumClient;
+
+  beforeAll(async () => {
+    const baseUrl = await upstream.start();
+    const moduleRef = await Test.createTestingModule({
+      imports: [HttpModule],
+      providers: [
+        PicsumClient,
+        {
+          provide: upstreamConfig.KEY,
+          useValue: {
+            baseUrl,
+            imageWidth: 1200,
+            imageHeight: 1200,
+            timeoutMs: 300,
+            maxBytes: 64 * 1024,
+            retryAfterSeconds: 10,
+          },
+        },
+      ],
+    }).compile();
+    client = moduleRef.get(PicsumClient);
+  });
+
+  afterEach(() => upstream.reset());
+  afterAll(() => upstream.stop());
+
+  it('follows the redirect and returns the image with its Picsum id and final URL', async () => {
+    const image = await client.fetchImage(size);
+
+    expect(image.contentType).toBe('image/jpeg');
+    expect(image.picsumId).toBeDefined();
+    expect(image.source).toBe(
+      `${upstream.baseUrl}/id/${image.picsumId}/300/200.jpg`,
+    );
+    expect(
+      image.body.equals(upstream.jpeg(Number(image.picsumId), 300, 200)),
+    ).toBe(true);
+    expect(upstream.fetches).toBe(1);
+    expect(upstream.imageRequests).toBe(1);
+  });
+
+  it('turns a deadline that passes into a 504 naming UPSTREAM_TIMEOUT_MS', async () => {
+    upstream.mode = 'hang';
+
+    const fetching = client.fetchImage(size);
+
+    await expect(fetching).rejects.toThrow(GatewayTimeoutException);
+    await expect(fetching).rejects.toThrow('UPSTREAM_TIMEOUT_MS (300 ms)');
+  });
+
+  it('counts the deadline over the whole fetch, redirect included', async () => {
+    // Each hop answers within the deadline on its own; the two together do not.
+    upstream.delayMs = 200;
+
+    await expect(client.fetchImage(size)).rejects.toThrow(
+      GatewayTimeoutException,
+    );
+  });
+
+  it.each([
+    ['server-error', 'Upstream answered 503'],
+    ['html', 'Content-Type "text/html", not an image'],
+    ['mislabeled', 'is not a JPEG, PNG, WebP, GIF or AVIF image'],
+    ['truncated', 'closed the connection before the body was complete'],
+    ['oversized', 'larger than UPSTREAM_MAX_BYTES (65536 bytes)'],
+    ['reset', 'ECONNRESET'],
+  ] as const)(
+    'refuses a %s reply with a 502 that names the cause',
+    async (mode, message) => {
+      upstream.mode = mode;
+
+      const fetching = client.fetchImage(size);
+
+      await expect(fetching).rejects.toThrow(BadGatewayException);
+      await expect(fetching).rejects.toThrow(message);
+    },
+  );
+
+  it('refuses an unreachable upstream with a 502', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [HttpModule],
+      providers: [
+        PicsumClient,
+        {
+          provide: upstreamConfig.KEY,
+          // Port 9 (discard) is not listened on here, so the connection is refused.
+          useValue: {
+            baseUrl: 'http://127.0.0.1:9',
+            timeoutMs: 1000,
+            maxBytes: 1024,
+            retryAfterSeconds: 1,
+          },
+        },
+      ],
+    }).compile();
+
+    await expect(moduleRef.get(PicsumClient).fetchImage(size)).rejects.toThrow(
+      /ECONNREFUSED/,
+    );
+  });
+});

@@ -1,0 +1,355 @@
+import { readdir, rm } from 'node:fs/promises';
+import { get } from 'node:http';
+import request from 'supertest';
+import type { App } from 'supertest/types';
+import { FakePicsum } from './fake-picsum/fake-picsum.server';
+import { startTestApp, type TestApp } from './support/test-app';
+
+const TTL_SECONDS = 600;
+const RETRY_AFTER_SECONDS = 10;
+
+describe('GET /image (AppModule against a local fake Picsum)', () => {
+  const upstream = new FakePicsum();
+  let service: TestApp;
+  let http: App;
+
+  async function start(env: Record<string, string> = {}): Promise<void> {
+    service = await startTestApp({
+      PICSUM_BASE_URL: upstream.baseUrl,
+      CACHE_TTL_SECONDS: String(TTL_SECONDS),
+      UPSTREAM_RETRY_AFTER_SECONDS: String(RETRY_AFTER_SECONDS),
+      UPSTREAM_TIMEOUT_MS: '500',
+      UPSTREAM_MAX_BYTES: String(256 * 1024),
+      ...env,
+    });
+    http = service.app.getHttpServer();
+  }
+
+  function storedFiles(): Promise<string[]> {
+    return readdir(service.cacheDir).then((names) => names.sort());
+  }
+
+  beforeAll(() => upstream.start());
+  afterAll(() => upstream.stop());
+  beforeEach(async () => {
+    upstream.reset();
+    await start();
+  });
+  afterEach(() => service.close());
+
+  it('scenario 1, fresh start: fetches through the redirect, validates, stores and serves the image', async () => {
+    const response = await request(http).get('/image').expect(200);
+
+    const id = Number(response.headers['x-picsum-id']);
+    expect(response.body).toEqual(upstream.jpeg(id, 1200, 1200));
+    expect(response.headers).toMatchObject({
+      'content-type': 'image/jpeg',
+      'content-length': String(upstream.jpeg(id, 1200, 1200).length),
+      'cache-control': `public, max-age=${TTL_SECONDS}`,
+      age: '0',
+      'x-cache': 'MISS',
+      'last-modified': new Date(service.clock.now()).toUTCString(),
+    });
+    expect(response.headers.etag).toMatch(/^"[0-9a-f]{32}"$/);
+    expect(upstream.fetches).toBe(1);
+    expect(upstream.imageRequests).toBe(1);
+    expect(
+      (await storedFiles()).some((name) => name.endsWith('.meta.json')),
+    ).toBe(true);
+  });
+
+  it('scenario 2, within the TTL: serves from the cache without calling the upstream', async () => {
+    const first = await request(http).get('/image').expect(200);
+    service.clock.advanceSeconds(TTL_SECONDS - 1);
+
+    const second = await request(http).get('/image').expect(200);
+
+    expect(second.headers['x-cache']).toBe('HIT');
+    expect(second.headers.etag).toBe(first.headers.etag);
+    expect(second.headers.age).toBe(String(TTL_SECONDS - 1));
+    expect(second.body).toEqual(first.body);
+    expect(upstream.fetches).toBe(1);
+  });
+
+  it('scenario 3, after the TTL: fetches a new image and serves it', async () => {
+    const first = await request(http).get('/image').expect(200);
+    service.clock.advanceSeconds(TTL_SECONDS);
+
+    const second = await request(http).get('/image').expect(200);
+
+    expect(second.headers['x-cache']).toBe('MISS');
+    expect(second.headers['x-picsum-id']).not.toBe(
+      first.headers['x-picsum-id'],
+    );
+    expect(second.headers.etag).not.toBe(first.headers.etag);
+    expect(upstream.fetches).toBe(2);
+  });
+
+  it('scenario 5, new pod: an empty CACHE_DIR starts fresh and fetches', async () => {
+    await request(http).get('/image').expect(200);
+    const firstPod = service;
+    await start();
+
+    const response = await request(http).get('/image').expect(200);
+
+    expect(response.headers['x-cache']).toBe('MISS');
+    expect(upstream.fetches).toBe(2);
+    await firstPod.close();
+  });
+
+  describe('scenario 6, the upstream fails after the TTL', () => {
+    it.each([
+      'server-error',
+      'html',
+      'mislabeled',
+      'truncated',
+      'oversized',
+      'reset',
+      'hang',
+    ] as const)(
+      '%s: serves the stale image, stores nothing, does not call again within the retry window',
+      async (mode) => {
+        const cached = await request(http).get('/image').expect(200);
+        const filesBefore = await storedFiles();
+        service.clock.advanceSeconds(TTL_SECONDS + 1);
+        upstream.mode = mode;
+
+        const stale = await request(http).get('/image').expect(200);
+        const again = await request(http).get('/image').expect(200);
+
+        expect(stale.headers['x-cache']).toBe('STALE');
+        expect(stale.headers['cache-control']).toBe('public, max-age=0');
+        expect(stale.headers.etag).toBe(cached.headers.etag);
+        expect(stale.body).toEqual(cached.body);
+        expect(again.headers['x-cache']).toBe('STALE');
+        expect(upstream.fetches).toBe(2);
+        expect(await storedFiles()).toEqual(filesBefore);
+
+        upstream.mode = 'ok';
+        service.clock.advanceSeconds(RETRY_AFTER_SECONDS);
+        const recovered = await request(http).get('/image').expect(200);
+        expect(recovered.headers['x-cache']).toBe('MISS');
+        expect(upstream.fetches).toBe(3);
+      },
+    );
+
+    it('keeps readiness at 200 while stale images are served', async () => {
+      await request(http).get('/image').expect(200);
+      service.clock.advanceSeconds(TTL_SECONDS + 1);
+      upstream.mode = 'server-error';
+      await request(http).get('/image').expect(200);
+
+      await request(http).get('/health/ready').expect(200);
+    });
+  });
+
+  describe('nothing cached and the upstream failing', () => {
+    it('answers 502 with a JSON error naming the cause, never a half image', async () => {
+      upstream.mode = 'truncated';
+
+      const response = await request(http).get('/image').expect(502);
+
+      expect(response.headers['content-type']).toMatch(/^application\/json/);
+      expect(response.body).toEqual({
+        statusCode: 502,
+        error: 'Bad Gateway',
+        message: expect.stringContaining(
+          'closed the connection before the body was complete',
+        ) as string,
+      });
+      expect(await storedFiles()).toEqual([]);
+    });
+
+    it('answers 504 when the upstream does not answer in time', async () => {
+      upstream.mode = 'hang';
+
+      const response = await request(http).get('/image').expect(504);
+
+      expect(response.body).toMatchObject({
+        statusCode: 504,
+        message: expect.stringContaining(
+          'UPSTREAM_TIMEOUT_MS (500 ms)',
+        ) as string,
+      });
+    });
+
+    it('answers from the remembered failure within the retry window instead of calling again', async () => {
+      upstream.mode = 'server-error';
+      await request(http).get('/image').expect(502);
+
+      await request(http).get('/image').expect(502);
+
+      expect(upstream.fetches).toBe(1);
+    });
+  });
+
+  describe('scenario 7, stampede', () => {
+    it('makes exactly one upstream fetch for 100 concurrent requests on a cold cache', async () => {
+      upstream.delayMs = 200;
+      const url = `${await service.app.getUrl()}/image`;
+
+      const responses = await Promise.all(
+        Array.from({ length: 100 }, () => fetch(url)),
+      );
+      const etags = new Set(
+        responses.map((response) => response.headers.get('etag')),
+      );
+      await Promise.all(responses.map((response) => response.arrayBuffer()));
+
+      expect(responses.every((response) => response.status === 200)).toBe(true);
+      expect(etags.size).toBe(1);
+      expect(upstream.fetches).toBe(1);
+    });
+
+    it('makes exactly one upstream fetch for 100 concurrent requests on an expired cache', async () => {
+      await request(http).get('/image').expect(200);
+      service.clock.advanceSeconds(TTL_SECONDS);
+      upstream.delayMs = 200;
+      const url = `${await service.app.getUrl()}/image`;
+
+      const responses = await Promise.all(
+        Array.from({ length: 100 }, () => fetch(url)),
+      );
+      await Promise.all(responses.map((response) => response.arrayBuffer()));
+
+      expect(responses.every((response) => response.status === 200)).toBe(true);
+      expect(upstream.fetches).toBe(2);
+    });
+
+    it('does not cancel the shared fetch when the client that started it disconnects', async () => {
+      upstream.delayMs = 150;
+      const url = `${await service.app.getUrl()}/image`;
+      // A client that closes its connection mid-request, as a browser does when the user navigates away.
+      const impatient = get(url);
+      const disconnected = new Promise((resolve) =>
+        impatient.on('close', resolve),
+      );
+      impatient.on('error', () => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const others = Array.from({ length: 5 }, () => fetch(url));
+      impatient.destroy();
+      await disconnected;
+
+      const responses = await Promise.all(others);
+      await Promise.all(responses.map((response) => response.arrayBuffer()));
+
+      expect(responses.map((response) => response.status)).toEqual([
+        200, 200, 200, 200, 200,
+      ]);
+      expect(upstream.fetches).toBe(1);
+      await request(http).get('/image/info').expect(200);
+    });
+  });
+
+  describe('HTTP caching', () => {
+    it('answers If-None-Match with the current ETag with 304 and no body', async () => {
+      const first = await request(http).get('/image').expect(200);
+
+      const response = await request(http)
+        .get('/image')
+        .set('If-None-Match', first.headers.etag)
+        .expect(304);
+
+      expect(response.headers.etag).toBe(first.headers.etag);
+      expect(response.headers['x-cache']).toBe('HIT');
+      expect(response.text ?? '').toBe('');
+    });
+
+    it('sends the whole image when If-None-Match holds another ETag', async () => {
+      await request(http).get('/image').expect(200);
+
+      await request(http)
+        .get('/image')
+        .set('If-None-Match', '"something-else"')
+        .expect(200);
+    });
+
+    it('answers HEAD with the headers of GET and no body', async () => {
+      const get = await request(http).get('/image').expect(200);
+
+      const head = await request(http).head('/image').expect(200);
+
+      expect(head.headers['content-length']).toBe(
+        get.headers['content-length'],
+      );
+      expect(head.headers.etag).toBe(get.headers.etag);
+      expect(head.headers['content-type']).toBe('image/jpeg');
+      expect(head.body).toEqual({});
+      expect(upstream.fetches).toBe(1);
+    });
+  });
+
+  describe('GET /image/info', () => {
+    it('answers 404 with a JSON error before anything is cached, without fetching', async () => {
+      const response = await request(http).get('/image/info').expect(404);
+
+      expect(response.body).toEqual({
+        statusCode: 404,
+        error: 'Not Found',
+        message: 'No image is cached yet; GET /image fetches one',
+      });
+      expect(upstream.fetches).toBe(0);
+    });
+
+    it('describes the cached image, and says when it is stale', async () => {
+      const image = await request(http).get('/image').expect(200);
+      const fetchedAt = service.clock.now();
+      service.clock.advanceSeconds(TTL_SECONDS);
+
+      const { body } = (await request(http).get('/image/info').expect(200)) as {
+        body: unknown;
+      };
+
+      const id = image.headers['x-picsum-id'];
+      expect(body).toEqual({
+        id,
+        contentType: 'image/jpeg',
+        bytes: Number(image.headers['content-length']),
+        etag: image.headers.etag,
+        fetchedAt: new Date(fetchedAt).toISOString(),
+        expiresAt: new Date(fetchedAt + TTL_SECONDS * 1000).toISOString(),
+        stale: true,
+        source: `${upstream.baseUrl}/id/${id}/1200/1200.jpg`,
+      });
+      expect(upstream.fetches).toBe(1);
+    });
+  });
+
+  describe('health', () => {
+    it('reports liveness and readiness in the Terminus format', async () => {
+      const live = await request(http).get('/health/live').expect(200);
+      const ready = await request(http).get('/health/ready').expect(200);
+
+      expect(live.body).toMatchObject({ status: 'ok' });
+      expect(ready.body).toMatchObject({
+        status: 'ok',
+        info: {
+          cacheStorage: { status: 'up', directory: service.cacheDir },
+          shutdown: { status: 'up' },
+        },
+      });
+    });
+
+    it('turns readiness to 503 when the cache storage is unusable, keeping liveness at 200', async () => {
+      await rm(service.cacheDir, { recursive: true });
+
+      const ready = await request(http).get('/health/ready').expect(503);
+      await request(http).get('/health/live').expect(200);
+
+      expect(ready.body).toMatchObject({
+        status: 'error',
+        error: { cacheStorage: { status: 'down' } },
+      });
+    });
+  });
+
+  it('uses IMAGE_WIDTH and IMAGE_HEIGHT for the upstream request', async () => {
+    await service.close();
+    await start({ IMAGE_WIDTH: '640', IMAGE_HEIGHT: '480' });
+
+    const response = await request(http).get('/image').expect(200);
+
+    const id = Number(response.headers['x-picsum-id']);
+    expect(response.body).toEqual(upstream.jpeg(id, 640, 480));
+  });
+});

@@ -1,0 +1,238 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FakePicsum } from './fake-picsum/fake-picsum.server';
+import { ServiceProcess } from './support/service-process';
+import { makeCacheDir } from './support/test-app';
+
+/**
+ * The built service in a real child process: killed with SIGKILL, restarted on the same
+ * CACHE_DIR, stopped with SIGTERM, and started with bad configuration.
+ */
+describe('the service process (dist/main.js)', () => {
+  const upstream = new FakePicsum();
+  const running = new Set<ServiceProcess>();
+  let cacheDir: string;
+
+  async function start(env: Record<string, string> = {}): Promise<string> {
+    const { service, url } = await ServiceProcess.start({
+      PICSUM_BASE_URL: upstream.baseUrl,
+      CACHE_DIR: cacheDir,
+      ...env,
+    });
+    running.add(service);
+    return url;
+  }
+
+  async function kill(
+    signal: NodeJS.Signals,
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    const [service] = running;
+    running.delete(service);
+    service.kill(signal);
+    return service.exited;
+  }
+
+  function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (condition()) {
+          resolve();
+        } else if (Date.now() > deadline) {
+          reject(new Error('condition not met in time'));
+        } else {
+          setTimeout(check, 10);
+        }
+      };
+      check();
+    });
+  }
+
+  /** Asserts the reply is an image the upstream really sent, byte for byte, and returns its id. */
+  async function expectIntactImage(response: Response): Promise<string> {
+    const body = Buffer.from(await response.arrayBuffer());
+    const id = response.headers.get('x-picsum-id') ?? '';
+    expect(body.equals(upstream.jpeg(Number(id), 1200, 1200))).toBe(true);
+    expect(response.headers.get('etag')).toBe(
+      `"${createHash('sha256').update(body).digest('hex').slice(0, 32)}"`,
+    );
+    return id;
+  }
+
+  beforeAll(() => upstream.start());
+  afterAll(() => upstream.stop());
+  beforeEach(async () => {
+    upstream.reset();
+    cacheDir = await makeCacheDir();
+  });
+  afterEach(async () => {
+    for (const service of running) {
+      service.kill('SIGKILL');
+      await service.exited;
+    }
+    running.clear();
+    await rm(cacheDir, { recursive: true, force: true });
+  });
+
+  it('scenario 4, container crash: after SIGKILL a new process on the same CACHE_DIR serves the cached image without calling the upstream', async () => {
+    const first = await fetch(`${await start()}/image`);
+    const id = await expectIntactImage(first);
+    const crashed = await kill('SIGKILL');
+
+    const url = await start();
+    const again = await fetch(`${url}/image`);
+    const info = (await (await fetch(`${url}/image/info`)).json()) as {
+      fetchedAt: string;
+    };
+
+    expect(crashed.signal).toBe('SIGKILL');
+    expect(again.headers.get('x-cache')).toBe('HIT');
+    expect(again.headers.get('etag')).toBe(first.headers.get('etag'));
+    expect(again.headers.get('last-modified')).toBe(
+      first.headers.get('last-modified'),
+    );
+    expect(new Date(info.fetchedAt).toUTCString()).toBe(
+      first.headers.get('last-modified'),
+    );
+    expect(await expectIntactImage(again)).toBe(id);
+    expect(upstream.fetches).toBe(1);
+  });
+
+  it('scenario 8, crash mid-download: a SIGKILL while the upstream is still sending leaves nothing to serve later', async () => {
+    const url = await start();
+    upstream.delayMs = 5000;
+    void fetch(`${url}/image`).catch(() => undefined);
+    await waitFor(() => upstream.fetches === 1);
+    await kill('SIGKILL');
+    upstream.delayMs = 0;
+
+    const restarted = await start();
+    const info = await fetch(`${restarted}/image/info`);
+    const image = await fetch(`${restarted}/image`);
+
+    expect(info.status).toBe(404);
+    expect(image.headers.get('x-cache')).toBe('MISS');
+    await expectIntactImage(image);
+  });
+
+  it('scenario 8, crash mid-write: leftovers of an interrupted write are swept and the last complete image is served', async () => {
+    const first = await fetch(`${await start()}/image`);
+    await expectIntactImage(first);
+    await kill('SIGKILL');
+    // What a crash between the steps of the next write would leave: a half-written temporary
+    // file, and a body renamed into place whose metadata never was.
+    await writeFile(
+      join(cacheDir, '.3f1c0a6e-0000-4000-8000-000000000000.tmp'),
+      Buffer.from([0xff, 0xd8, 0xff]),
+    );
+    await writeFile(
+      join(cacheDir, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbb.img'),
+      Buffer.from([0xff, 0xd8]),
+    );
+
+    const again = await fetch(`${await start()}/image`);
+
+    expect(again.headers.get('x-cache')).toBe('HIT');
+    expect(again.headers.get('etag')).toBe(first.headers.get('etag'));
+    await expectIntactImage(again);
+    const names = await readdir(cacheDir);
+    expect(
+      names.filter((name) => name.endsWith('.tmp') || name.startsWith('aaaa')),
+    ).toEqual([]);
+    expect(upstream.fetches).toBe(1);
+  });
+
+  it('scenario 8, corrupt entry: a stored body that fails its checksum is never served and is fetched again', async () => {
+    await fetch(`${await start()}/image`).then((response) =>
+      response.arrayBuffer(),
+    );
+    await kill('SIGKILL');
+    const [bodyFile] = (await readdir(cacheDir)).filter((name) =>
+      name.endsWith('.img'),
+    );
+    const body = await readFile(join(cacheDir, bodyFile));
+    await writeFile(
+      join(cacheDir, bodyFile),
+      body.subarray(0, body.length - 10),
+    );
+
+    const again = await fetch(`${await start()}/image`);
+
+    expect(again.headers.get('x-cache')).toBe('MISS');
+    await expectIntactImage(again);
+    expect(upstream.fetches).toBe(2);
+  });
+
+  it('scenario 8, SIGKILL at random moments of fetching and storing never leaves a corrupt image to serve', async () => {
+    // TTL 1 s, so that nearly every round replaces the stored image while being killed.
+    const env = { CACHE_TTL_SECONDS: '1' };
+    const rounds = 6;
+    for (let round = 0; round < rounds; round++) {
+      const url = await start(env);
+      void fetch(`${url}/image`).catch(() => undefined);
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.floor(Math.random() * 40)),
+      );
+      await kill('SIGKILL');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+
+    const url = await start({ ...env, CACHE_TTL_SECONDS: '600' });
+    const info = await fetch(`${url}/image/info`);
+    const image = await fetch(`${url}/image`);
+
+    expect([200, 404]).toContain(info.status);
+    expect(image.status).toBe(200);
+    await expectIntactImage(image);
+  });
+
+  it('scenario 9, graceful shutdown: SIGTERM turns readiness to 503, lets the in-flight request finish, and exits 0', async () => {
+    const url = await start({ SHUTDOWN_DRAIN_MS: '1000' });
+    upstream.delayMs = 400;
+    const inFlight = fetch(`${url}/image`);
+    await waitFor(() => upstream.fetches === 1);
+    const [service] = running;
+    const signalledAt = Date.now();
+    service.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+
+    const ready = await fetch(`${url}/health/ready`);
+    const readyBody = (await ready.json()) as {
+      error?: Record<string, unknown>;
+    };
+    const response = await inFlight;
+    const exit = await service.exited;
+    running.delete(service);
+
+    expect(ready.status).toBe(503);
+    expect(readyBody.error).toMatchObject({ shutdown: { status: 'down' } });
+    expect(response.status).toBe(200);
+    await expectIntactImage(response);
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(Date.now() - signalledAt).toBeLessThan(5000);
+  });
+
+  it.each([
+    ['CACHE_TTL_SECONDS', 'abc'],
+    ['CACHE_TTL_SECONDS', '0'],
+    ['CACHE_TTL_SECONDS', '-5'],
+    ['PICSUM_BASE_URL', 'not a url'],
+  ])(
+    'refuses to start with %s=%s, naming the variable and what is allowed',
+    async (name, value) => {
+      const service = ServiceProcess.spawn({
+        CACHE_DIR: cacheDir,
+        [name]: value,
+      });
+
+      const exit = await service.exited;
+
+      expect(exit.code).toBe(1);
+      expect(service.output).toContain(
+        `${name}=${JSON.stringify(value)} is not allowed: expected`,
+      );
+      expect(service.output).not.toContain('Listening on');
+    },
+  );
+});
