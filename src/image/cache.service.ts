@@ -8,7 +8,11 @@ import {
 import type { ConfigType } from '@nestjs/config';
 import { cacheConfig } from '../config/cache.config';
 import { upstreamConfig } from '../config/upstream.config';
-import { type CacheLookup, type CachedImage, etagFor } from './cached-image';
+import {
+  type CacheLookup,
+  type CachedImage,
+  createCachedImage,
+} from './cached-image';
 import { Clock } from './clock';
 import { DiskStore, sha256Hex } from './disk-store';
 import { type ImageSize, PicsumClient } from './picsum.client';
@@ -115,19 +119,15 @@ export class CacheService {
     size: ImageSize,
   ): Promise<CachedImage> {
     const fetched = await this.client.fetchImage(size);
-    const fetchedAt = this.clock.now();
-    const sha256 = sha256Hex(fetched.body);
-    const image: CachedImage = {
+    const image = createCachedImage({
       key,
       body: fetched.body,
       contentType: fetched.contentType,
-      sha256,
-      etag: etagFor(sha256),
-      fetchedAt,
-      lastModified: new Date(fetchedAt).toUTCString(),
+      sha256: sha256Hex(fetched.body),
+      fetchedAt: this.clock.now(),
       source: fetched.source,
       ...(fetched.picsumId ? { picsumId: fetched.picsumId } : {}),
-    };
+    });
     try {
       await this.disk.save(image);
     } catch (error) {

@@ -26,6 +26,13 @@ export interface CacheLookup {
   readonly status: CacheStatus;
 }
 
-export function etagFor(sha256: string): string {
-  return `"${sha256.slice(0, 32)}"`;
+/** Builds the in-memory entry, deriving what is served from the stored facts once. */
+export function createCachedImage(
+  stored: Omit<CachedImage, 'etag' | 'lastModified'>,
+): CachedImage {
+  return {
+    ...stored,
+    etag: `"${stored.sha256.slice(0, 32)}"`,
+    lastModified: new Date(stored.fetchedAt).toUTCString(),
+  };
 }

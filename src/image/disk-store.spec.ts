@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheConfig } from '../config/cache.config';
-import { type CachedImage, etagFor } from './cached-image';
+import { type CachedImage, createCachedImage } from './cached-image';
 import { DiskStore, sha256Hex } from './disk-store';
 
 const JPEG_START = Buffer.from([0xff, 0xd8, 0xff, 0xe0]);
@@ -14,18 +14,15 @@ function imageOf(
   fetchedAt = Date.parse('2026-01-01T00:00:00Z'),
 ): CachedImage {
   const body = Buffer.concat([JPEG_START, Buffer.from(text)]);
-  const sha256 = sha256Hex(body);
-  return {
+  return createCachedImage({
     key,
     body,
     contentType: 'image/jpeg',
-    sha256,
-    etag: etagFor(sha256),
+    sha256: sha256Hex(body),
     fetchedAt,
-    lastModified: new Date(fetchedAt).toUTCString(),
     picsumId: '7',
     source: 'http://127.0.0.1/id/7/10/10.jpg',
-  };
+  });
 }
 
 describe(DiskStore.name, () => {

@@ -5,7 +5,7 @@ import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { cacheConfig } from '../config/cache.config';
-import { type CachedImage, etagFor } from './cached-image';
+import { type CachedImage, createCachedImage } from './cached-image';
 
 const METADATA_SUFFIX = '.meta.json';
 const BODY_SUFFIX = '.img';
@@ -86,18 +86,15 @@ export class DiskStore implements OnModuleInit {
         metadata.bodyFile,
       );
     }
-    const fetchedAt = Date.parse(metadata.fetchedAt);
-    return {
+    return createCachedImage({
       key,
       body,
       contentType: metadata.contentType,
       sha256,
-      etag: etagFor(sha256),
-      fetchedAt,
-      lastModified: new Date(fetchedAt).toUTCString(),
+      fetchedAt: Date.parse(metadata.fetchedAt),
       source: metadata.source,
       ...(metadata.picsumId ? { picsumId: metadata.picsumId } : {}),
-    };
+    });
   }
 
   /** Stores `image` as the entry for its key, replacing the previous one atomically. */

@@ -1,9 +1,41 @@
 import { HttpModule } from '@nestjs/axios';
 import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { FakePicsum } from '../../test/fake-picsum/fake-picsum.server';
 import { upstreamConfig } from '../config/upstream.config';
 import { PicsumClient } from './picsum.client';
+
+async function createClient(baseUrl: string): Promise<PicsumClient> {
+  const moduleRef = await Test.createTestingModule({
+    imports: [HttpModule],
+    providers: [
+      PicsumClient,
+      {
+        provide: upstreamConfig.KEY,
+        useValue: {
+          baseUrl,
+          imageWidth: 1200,
+          imageHeight: 1200,
+          timeoutMs: 300,
+          maxBytes: 64 * 1024,
+          retryAfterSeconds: 10,
+        },
+      },
+    ],
+  }).compile();
+  return moduleRef.get(PicsumClient);
+}
+
+/** A loopback port that nothing listens on: bound by the OS, then released. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 describe(PicsumClient.name, () => {
   const upstream = new FakePicsum();
@@ -11,25 +43,7 @@ describe(PicsumClient.name, () => {
   let client: PicsumClient;
 
   beforeAll(async () => {
-    const baseUrl = await upstream.start();
-    const moduleRef = await Test.createTestingModule({
-      imports: [HttpModule],
-      providers: [
-        PicsumClient,
-        {
-          provide: upstreamConfig.KEY,
-          useValue: {
-            baseUrl,
-            imageWidth: 1200,
-            imageHeight: 1200,
-            timeoutMs: 300,
-            maxBytes: 64 * 1024,
-            retryAfterSeconds: 10,
-          },
-        },
-      ],
-    }).compile();
-    client = moduleRef.get(PicsumClient);
+    client = await createClient(await upstream.start());
   });
 
   afterEach(() => upstream.reset());
@@ -88,25 +102,13 @@ describe(PicsumClient.name, () => {
   );
 
   it('refuses an unreachable upstream with a 502', async () => {
-    const moduleRef = await Test.createTestingModule({
-      imports: [HttpModule],
-      providers: [
-        PicsumClient,
-        {
-          provide: upstreamConfig.KEY,
-          // Port 9 (discard) is not listened on here, so the connection is refused.
-          useValue: {
-            baseUrl: 'http://127.0.0.1:9',
-            timeoutMs: 1000,
-            maxBytes: 1024,
-            retryAfterSeconds: 1,
-          },
-        },
-      ],
-    }).compile();
-
-    await expect(moduleRef.get(PicsumClient).fetchImage(size)).rejects.toThrow(
-      /ECONNREFUSED/,
+    const unreachable = await createClient(
+      `http://127.0.0.1:${await closedPort()}`,
     );
+
+    const fetching = unreachable.fetchImage(size);
+
+    await expect(fetching).rejects.toThrow(BadGatewayException);
+    await expect(fetching).rejects.toThrow(/ECONNREFUSED/);
   });
 });

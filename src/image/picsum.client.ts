@@ -65,9 +65,10 @@ export class PicsumClient {
           timeout: this.config.timeoutMs,
           maxRedirects: MAX_REDIRECTS,
           maxContentLength: this.config.maxBytes,
+          // The checks below must see the exact bytes that will be stored and served.
           decompress: false,
           validateStatus: () => true,
-          headers: { Accept: 'image/*' },
+          headers: { Accept: 'image/*', 'Accept-Encoding': 'identity' },
         }),
       );
     } catch (error) {
