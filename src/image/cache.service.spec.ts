@@ -1,4 +1,8 @@
-import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
+import {
+  BadGatewayException,
+  GatewayTimeoutException,
+  Logger,
+} from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { FakeClock } from '../../test/support/fake-clock';
 import { cacheConfig } from '../config/cache.config';
@@ -217,7 +221,10 @@ describe(CacheService.name, () => {
     expect(new Set(results.map((result) => result.image)).size).toBe(1);
   });
 
-  it('serves the fetched image from memory when the disk cannot store it', async () => {
+  it('serves the fetched image from memory when the disk cannot store it, and logs why', async () => {
+    const logError = jest
+      .spyOn(Logger.prototype, 'error')
+      .mockImplementation(() => undefined);
     disk.save.mockRejectedValue(new Error('ENOSPC: no space left on device'));
 
     const first = await service.getImage(SIZE);
@@ -225,6 +232,8 @@ describe(CacheService.name, () => {
 
     expect(first.status).toBe('MISS');
     expect(second.status).toBe('HIT');
+    expect(logError).toHaveBeenCalledWith(expect.stringContaining('ENOSPC'));
+    logError.mockRestore();
   });
 
   it('never fetches for peek', async () => {

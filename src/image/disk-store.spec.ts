@@ -28,11 +28,14 @@ function imageOf(
 describe(DiskStore.name, () => {
   let directory: string;
 
-  async function openStore(): Promise<DiskStore> {
+  async function openStore(cacheDir = directory): Promise<DiskStore> {
     const moduleRef = await Test.createTestingModule({
       providers: [
         DiskStore,
-        { provide: cacheConfig.KEY, useValue: { directory, ttlSeconds: 600 } },
+        {
+          provide: cacheConfig.KEY,
+          useValue: { directory: cacheDir, ttlSeconds: 600 },
+        },
       ],
     }).compile();
     await moduleRef.init();
@@ -46,11 +49,18 @@ describe(DiskStore.name, () => {
   afterEach(() => rm(directory, { recursive: true, force: true }));
 
   it('creates a missing cache directory', async () => {
-    directory = join(directory, 'nested', 'storage');
-
-    const store = await openStore();
+    const store = await openStore(join(directory, 'nested', 'storage'));
 
     await expect(readdir(store.directory)).resolves.toEqual([]);
+  });
+
+  it('refuses to start on a CACHE_DIR that cannot be created, naming it', async () => {
+    const file = join(directory, 'a-file');
+    await writeFile(file, 'not a directory');
+
+    await expect(openStore(join(file, 'storage'))).rejects.toThrow(
+      `CACHE_DIR="${join(file, 'storage')}" is not usable`,
+    );
   });
 
   it('loads what it saved, in a new store on the same directory', async () => {

@@ -44,8 +44,14 @@ export class DiskStore implements OnModuleInit {
   }
 
   async onModuleInit(): Promise<void> {
-    await mkdir(this.directory, { recursive: true });
-    await this.sweep();
+    try {
+      await mkdir(this.directory, { recursive: true });
+      await this.sweep();
+    } catch (error) {
+      throw new Error(
+        `CACHE_DIR=${JSON.stringify(this.directory)} is not usable: ${describe(error)}`,
+      );
+    }
   }
 
   /** The entry stored for `key`, or `undefined` when there is none or it fails verification (it is then removed). */

@@ -3,8 +3,11 @@
 class SummaryReporter {
   onRunComplete(_contexts, results) {
     const skipped = results.numPendingTests + results.numTodoTests;
+    // A suite that could not run (a compile error, a throwing hook) has no failed tests of its
+    // own, but it is a failure all the same.
+    const failed = results.numFailedTests + results.numRuntimeErrorTestSuites;
     process.stdout.write(
-      `tests: ${results.numPassedTests} passed, ${results.numFailedTests} failed` +
+      `tests: ${results.numPassedTests} passed, ${failed} failed` +
         (skipped > 0 ? `, ${skipped} skipped` : '') +
         '\n',
     );
