@@ -197,6 +197,27 @@ describe(CacheService.name, () => {
     expect(fetchImage).toHaveBeenCalledTimes(1);
   });
 
+  it('records a failed fetch once, however many requests waited for it', async () => {
+    const logWarning = jest
+      .spyOn(Logger.prototype, 'warn')
+      .mockImplementation(() => undefined);
+    fetchImage.mockRejectedValue(
+      new BadGatewayException('Upstream answered 503'),
+    );
+
+    const requests = Array.from({ length: 20 }, () =>
+      service.getImage(SIZE).catch((error: Error) => error),
+    );
+    const results = await Promise.all(requests);
+
+    expect(
+      results.every((result) => result instanceof BadGatewayException),
+    ).toBe(true);
+    expect(fetchImage).toHaveBeenCalledTimes(1);
+    expect(logWarning).toHaveBeenCalledTimes(1);
+    logWarning.mockRestore();
+  });
+
   it('turns an unexpected error into a 502 rather than a 500', async () => {
     fetchImage.mockRejectedValue(new TypeError('boom'));
 

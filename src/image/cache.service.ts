@@ -15,7 +15,11 @@ import {
 } from './cached-image';
 import { Clock } from './clock';
 import { DiskStore, sha256Hex } from './disk-store';
-import { type ImageSize, PicsumClient } from './picsum.client';
+import {
+  type ImageSize,
+  PicsumClient,
+  type UpstreamImage,
+} from './picsum.client';
 import { SingleFlight } from './single-flight';
 
 /** Freshness of an entry at one moment, in the units HTTP caching headers use. */
@@ -80,9 +84,7 @@ export class CacheService {
       );
       return { image, status: 'MISS' };
     } catch (error) {
-      const httpError = toHttpException(error);
-      this.recordFailure(key, httpError);
-      return this.serveStaleOr(cached, httpError);
+      return this.serveStaleOr(cached, toHttpException(error));
     }
   }
 
@@ -118,7 +120,16 @@ export class CacheService {
     key: string,
     size: ImageSize,
   ): Promise<CachedImage> {
-    const fetched = await this.client.fetchImage(size);
+    let fetched: UpstreamImage;
+    try {
+      fetched = await this.client.fetchImage(size);
+    } catch (error) {
+      // Recorded here, inside the single flight, so one failed fetch is logged once however
+      // many requests were waiting for it.
+      const httpError = toHttpException(error);
+      this.recordFailure(key, httpError);
+      throw httpError;
+    }
     const image = createCachedImage({
       key,
       body: fetched.body,
