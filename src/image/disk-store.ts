@@ -59,9 +59,7 @@ export class DiskStore implements OnModuleInit {
     const metadataPath = this.metadataPath(key);
     let metadata: StoredMetadata;
     try {
-      metadata = metadataSchema.parse(
-        JSON.parse(await readFile(metadataPath, 'utf8')),
-      );
+      metadata = await readMetadata(metadataPath);
     } catch (error) {
       if (isNotFound(error)) {
         return undefined;
@@ -183,9 +181,7 @@ export class DiskStore implements OnModuleInit {
       entry.endsWith(METADATA_SUFFIX),
     )) {
       try {
-        const metadata = metadataSchema.parse(
-          JSON.parse(await readFile(join(this.directory, name), 'utf8')),
-        );
+        const metadata = await readMetadata(join(this.directory, name));
         referenced.add(metadata.bodyFile);
       } catch (error) {
         this.logger.warn(
@@ -214,9 +210,7 @@ export class DiskStore implements OnModuleInit {
 
   private async readBodyFileName(key: string): Promise<string | undefined> {
     try {
-      return metadataSchema.parse(
-        JSON.parse(await readFile(this.metadataPath(key), 'utf8')),
-      ).bodyFile;
+      return (await readMetadata(this.metadataPath(key))).bodyFile;
     } catch {
       return undefined;
     }
@@ -245,6 +239,11 @@ export class DiskStore implements OnModuleInit {
   private baseName(key: string): string {
     return sha256Hex(Buffer.from(key)).slice(0, 32);
   }
+}
+
+/** A metadata file, trusted only once it matches the schema. */
+async function readMetadata(path: string): Promise<StoredMetadata> {
+  return metadataSchema.parse(JSON.parse(await readFile(path, 'utf8')));
 }
 
 export function sha256Hex(data: Buffer): string {
