@@ -7,6 +7,7 @@ import {
 } from '@nestjs/platform-fastify';
 import type { AddressInfo } from 'node:net';
 import { AppModule } from './app.module';
+import { errorMessage } from './common/error-message';
 import { serverConfig } from './config/server.config';
 
 const logger = new Logger('Bootstrap');
@@ -38,8 +39,6 @@ async function bootstrap(): Promise<void> {
 }
 
 bootstrap().catch((error: unknown) => {
-  logger.error(
-    `Not started: ${error instanceof Error ? error.message : String(error)}`,
-  );
+  logger.error(`Not started: ${errorMessage(error)}`);
   process.exit(1);
 });

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
+import { errorMessage } from '../common/error-message';
 import { DiskStore } from '../image/disk-store';
 
 /** Ready only while the cache directory takes writes; the upstream's state is deliberately not part of it. */
@@ -18,7 +19,7 @@ export class CacheStorageHealthIndicator {
     } catch (error) {
       return indicator.down({
         directory: this.disk.directory,
-        message: error instanceof Error ? error.message : String(error),
+        message: errorMessage(error),
       });
     }
   }

@@ -6,6 +6,7 @@ import {
   Logger,
 } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
+import { errorMessage } from '../common/error-message';
 import { cacheConfig } from '../config/cache.config';
 import { upstreamConfig } from '../config/upstream.config';
 import {
@@ -188,6 +189,6 @@ function toHttpException(error: unknown): HttpException {
     return error;
   }
   return new BadGatewayException(
-    `Fetching from the upstream failed: ${error instanceof Error ? error.message : String(error)}`,
+    `Fetching from the upstream failed: ${errorMessage(error)}`,
   );
 }

@@ -4,6 +4,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { errorMessage } from '../common/error-message';
 import { cacheConfig } from '../config/cache.config';
 import { type CachedImage, createCachedImage } from './cached-image';
 
@@ -49,7 +50,7 @@ export class DiskStore implements OnModuleInit {
       await this.sweep();
     } catch (error) {
       throw new Error(
-        `CACHE_DIR=${JSON.stringify(this.directory)} is not usable: ${describe(error)}`,
+        `CACHE_DIR=${JSON.stringify(this.directory)} is not usable: ${errorMessage(error)}`,
       );
     }
   }
@@ -64,7 +65,7 @@ export class DiskStore implements OnModuleInit {
       if (isNotFound(error)) {
         return undefined;
       }
-      return this.discard(key, `unreadable metadata (${describe(error)})`);
+      return this.discard(key, `unreadable metadata (${errorMessage(error)})`);
     }
     if (metadata.key !== key) {
       return this.discard(
@@ -78,7 +79,7 @@ export class DiskStore implements OnModuleInit {
     } catch (error) {
       return this.discard(
         key,
-        `unreadable body (${describe(error)})`,
+        `unreadable body (${errorMessage(error)})`,
         metadata.bodyFile,
       );
     }
@@ -185,7 +186,7 @@ export class DiskStore implements OnModuleInit {
         referenced.add(metadata.bodyFile);
       } catch (error) {
         this.logger.warn(
-          `Removing unreadable metadata ${name}: ${describe(error)}`,
+          `Removing unreadable metadata ${name}: ${errorMessage(error)}`,
         );
         await rm(join(this.directory, name), { force: true });
       }
@@ -252,8 +253,4 @@ export function sha256Hex(data: Buffer): string {
 
 function isNotFound(error: unknown): boolean {
   return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -10,6 +10,7 @@ import {
 import type { ConfigType } from '@nestjs/config';
 import { AxiosError, type AxiosResponse } from 'axios';
 import { firstValueFrom } from 'rxjs';
+import { errorMessage } from '../common/error-message';
 import { upstreamConfig } from '../config/upstream.config';
 import { detectImageFormat } from './image-signature';
 
@@ -104,8 +105,9 @@ export class PicsumClient {
         `Upstream ${url} failed: ${error.code ? `${error.code} ` : ''}${error.message}`,
       );
     }
-    const message = error instanceof Error ? error.message : String(error);
-    return new BadGatewayException(`Upstream ${url} failed: ${message}`);
+    return new BadGatewayException(
+      `Upstream ${url} failed: ${errorMessage(error)}`,
+    );
   }
 
   private validate(
