@@ -24,13 +24,14 @@ describe('the service process (dist/main.js)', () => {
     return url;
   }
 
-  async function kill(
+  /** Signals the running service now and resolves when it has exited. */
+  function kill(
     signal: NodeJS.Signals,
   ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     const [service] = running;
-    running.delete(service);
     service.kill(signal);
-    return service.exited;
+    // It stays in `running` until it has exited, so afterEach still reaps it if a test fails first.
+    return service.exited.finally(() => running.delete(service));
   }
 
   function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
@@ -192,9 +193,8 @@ describe('the service process (dist/main.js)', () => {
     upstream.delayMs = 400;
     const inFlight = fetch(`${url}/image`);
     await waitFor(() => upstream.fetches === 1);
-    const [service] = running;
     const signalledAt = Date.now();
-    service.kill('SIGTERM');
+    const exiting = kill('SIGTERM');
     await new Promise((resolve) => setTimeout(resolve, 100));
 
     const ready = await fetch(`${url}/health/ready`);
@@ -202,8 +202,7 @@ describe('the service process (dist/main.js)', () => {
       error?: Record<string, unknown>;
     };
     const response = await inFlight;
-    const exit = await service.exited;
-    running.delete(service);
+    const exit = await exiting;
 
     expect(ready.status).toBe(503);
     expect(readyBody.error).toMatchObject({ shutdown: { status: 'down' } });
