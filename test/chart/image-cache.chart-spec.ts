@@ -1,0 +1,351 @@
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import {
+  CHART_DIR,
+  ciValuesFiles,
+  findObject,
+  helm,
+  type Manifest,
+  parseManifests,
+  render,
+  run,
+  template,
+} from './helm';
+
+const VALIDATOR = join(__dirname, 'validate-manifests.mjs');
+
+interface Probe {
+  httpGet: { path: string; port: string };
+  failureThreshold?: number;
+}
+interface Container {
+  name: string;
+  ports: { name: string; containerPort: number }[];
+  envFrom: { configMapRef: { name: string } }[];
+  env?: { name: string; value: string }[];
+  volumeMounts: { name: string; mountPath: string }[];
+  livenessProbe: Probe;
+  readinessProbe: Probe;
+  startupProbe?: Probe;
+  lifecycle?: { preStop: { exec: { command: string[] } } };
+  securityContext: Record<string, unknown>;
+}
+interface PodSpec {
+  containers: Container[];
+  volumes: {
+    name: string;
+    emptyDir?: { sizeLimit?: string; medium?: string };
+  }[];
+  securityContext: Record<string, unknown>;
+  automountServiceAccountToken: boolean;
+  terminationGracePeriodSeconds: number;
+}
+interface Deployment extends Manifest {
+  spec: {
+    replicas?: number;
+    template: {
+      metadata: { annotations: Record<string, string> };
+      spec: PodSpec;
+    };
+  };
+}
+
+interface SchemaNode {
+  properties?: Record<string, SchemaNode>;
+}
+
+/** The dotted names of the values the schema defines, down to the leaves (open objects included). */
+function leafValues(node: SchemaNode, prefix = ''): string[] {
+  return Object.entries(node.properties ?? {}).flatMap(([key, child]) =>
+    child.properties
+      ? leafValues(child, `${prefix}${key}.`)
+      : [`${prefix}${key}`],
+  );
+}
+
+function deploymentOf(objects: Manifest[]): Deployment {
+  return findObject(objects, 'Deployment') as Deployment;
+}
+
+function configOf(objects: Manifest[]): Record<string, string> {
+  return (
+    findObject(objects, 'ConfigMap') as Manifest & {
+      data: Record<string, string>;
+    }
+  ).data;
+}
+
+function containerOf(objects: Manifest[]): Container {
+  return deploymentOf(objects).spec.template.spec.containers[0];
+}
+
+/** Validates rendered YAML with kubernetes-models (an ESM script, run by Node). */
+function validate(yaml: string) {
+  return run(process.execPath, [VALIDATOR], yaml);
+}
+
+describe('the Helm chart helm/image-cache', () => {
+  describe.each(ciValuesFiles().map((file) => [basename(file), file]))(
+    'with ci/%s',
+    (_name, valuesFile) => {
+      it('passes helm lint --strict', async () => {
+        const result = await helm(
+          'lint',
+          '--strict',
+          CHART_DIR,
+          '--values',
+          valuesFile,
+        );
+        expect(result.stderr + result.stdout).toMatch(/0 chart\(s\) failed/);
+        expect(result.code).toBe(0);
+      });
+
+      it('renders objects that the Kubernetes API schemas accept', async () => {
+        const yaml = await template({}, '--values', valuesFile);
+        const objects = parseManifests(yaml);
+        expect(objects.map((object) => object.kind)).toEqual(
+          expect.arrayContaining(['ConfigMap', 'Deployment', 'Service']),
+        );
+
+        const result = await validate(yaml);
+
+        expect(result.stderr).toBe('');
+        expect(result.code).toBe(0);
+        expect(result.stdout.trim().split('\n')).toHaveLength(objects.length);
+      });
+    },
+  );
+
+  it('the manifest check fails a wrong field type, so the check above can fail', async () => {
+    const yaml = (await template()).replace(
+      /replicas: 1\n/,
+      'replicas: "one"\n',
+    );
+
+    const result = await validate(yaml);
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/Deployment .*replicas must be integer/);
+  });
+
+  it('mounts the cache emptyDir, with its sizeLimit, at the path CACHE_DIR names', async () => {
+    for (const values of [{}, { cache: { mountPath: '/var/cache/images' } }]) {
+      const objects = await render(values);
+      const pod = deploymentOf(objects).spec.template.spec;
+      const mount = pod.containers[0].volumeMounts.find(
+        (m) => m.mountPath === configOf(objects).CACHE_DIR,
+      );
+
+      expect(mount).toBeDefined();
+      const volume = pod.volumes.find((v) => v.name === mount?.name);
+      expect(volume?.emptyDir?.sizeLimit).toBe('1Gi');
+      expect(volume?.emptyDir?.medium).toBeUndefined();
+    }
+    expect(configOf(await render()).CACHE_DIR).toBe('/app/storage');
+  });
+
+  it('puts the cache on a tmpfs when cache.emptyDir.medium is Memory', async () => {
+    const objects = await render({
+      cache: { emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } },
+    });
+
+    const cache = deploymentOf(objects).spec.template.spec.volumes.find(
+      (v) => v.name === 'cache',
+    );
+    expect(cache?.emptyDir).toEqual({ medium: 'Memory', sizeLimit: '256Mi' });
+  });
+
+  it('sets CACHE_TTL_SECONDS from cache.ttlSeconds, in plain digits', async () => {
+    expect(configOf(await render()).CACHE_TTL_SECONDS).toBe('600');
+    expect(
+      configOf(await render({ cache: { ttlSeconds: 300 } })).CACHE_TTL_SECONDS,
+    ).toBe('300');
+    // Helm reads numbers as floats; a year must not become "3.1536e+07".
+    expect(
+      configOf(await render({ cache: { ttlSeconds: 31_536_000 } }))
+        .CACHE_TTL_SECONDS,
+    ).toBe('31536000');
+  });
+
+  it('passes the other settings through the ConfigMap the container reads', async () => {
+    const objects = await render({
+      cache: { staleIfErrorSeconds: 0 },
+      upstream: { baseUrl: 'http://mirror.internal', timeoutMs: 2500 },
+      imageSize: { width: 800, height: 600 },
+    });
+    const config = configOf(objects);
+
+    expect(config).toMatchObject({
+      HOST: '0.0.0.0',
+      PORT: '3000',
+      CACHE_STALE_IF_ERROR_SECONDS: '0',
+      PICSUM_BASE_URL: 'http://mirror.internal',
+      UPSTREAM_TIMEOUT_MS: '2500',
+      UPSTREAM_MAX_BYTES: '20971520',
+      IMAGE_WIDTH: '800',
+      IMAGE_HEIGHT: '600',
+    });
+    expect(containerOf(objects).envFrom).toEqual([
+      {
+        configMapRef: { name: findObject(objects, 'ConfigMap').metadata.name },
+      },
+    ]);
+    const defaults = configOf(await render());
+    expect(defaults).not.toHaveProperty('CACHE_STALE_IF_ERROR_SECONDS');
+    expect(defaults).not.toHaveProperty('IMAGE_HEIGHT');
+  });
+
+  it('probes /health/live and /health/ready on the http port the service listens on', async () => {
+    const objects = await render();
+    const container = containerOf(objects);
+
+    expect(container.ports).toEqual([
+      { name: 'http', containerPort: 3000, protocol: 'TCP' },
+    ]);
+    expect(configOf(objects).PORT).toBe('3000');
+    expect(container.livenessProbe.httpGet).toEqual({
+      path: '/health/live',
+      port: 'http',
+    });
+    expect(container.readinessProbe.httpGet).toEqual({
+      path: '/health/ready',
+      port: 'http',
+    });
+    expect(container.livenessProbe.failureThreshold).toBe(3);
+    expect(container.readinessProbe.failureThreshold).toBe(2);
+    expect(container.startupProbe).toBeUndefined();
+
+    const started = containerOf(
+      await render({ startupProbe: { enabled: true, failureThreshold: 7 } }),
+    );
+    expect(started.startupProbe).toEqual(
+      expect.objectContaining({
+        httpGet: { path: '/health/live', port: 'http' },
+        failureThreshold: 7,
+      }),
+    );
+    expect(started.startupProbe).not.toHaveProperty('enabled');
+  });
+
+  it('runs hardened by default: uid 1000, read-only root, no capabilities, no token', async () => {
+    const objects = await render();
+    const pod = deploymentOf(objects).spec.template.spec;
+    const container = pod.containers[0];
+
+    expect(pod.securityContext).toEqual(
+      expect.objectContaining({
+        runAsNonRoot: true,
+        runAsUser: 1000,
+        seccompProfile: { type: 'RuntimeDefault' },
+      }),
+    );
+    expect(container.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    const tmp = container.volumeMounts.find((m) => m.mountPath === '/tmp');
+    expect(
+      pod.volumes.find((v) => v.name === tmp?.name)?.emptyDir,
+    ).toBeDefined();
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(
+      (
+        findObject(objects, 'ServiceAccount') as Manifest & {
+          automountServiceAccountToken: boolean;
+        }
+      ).automountServiceAccountToken,
+    ).toBe(false);
+  });
+
+  it('pauses in preStop so endpoints drain, inside the grace period', async () => {
+    const pod = deploymentOf(await render()).spec.template.spec;
+
+    expect(pod.containers[0].lifecycle?.preStop.exec.command).toEqual([
+      'sleep',
+      '5',
+    ]);
+    expect(pod.terminationGracePeriodSeconds).toBe(30);
+    const noPause = deploymentOf(await render({ preStopSleepSeconds: 0 }));
+    expect(noPause.spec.template.spec.containers[0].lifecycle).toBeUndefined();
+  });
+
+  it('changes the checksum/config annotation when the TTL changes, and only then', async () => {
+    const checksum = async (values: object) =>
+      deploymentOf(await render(values)).spec.template.metadata.annotations[
+        'checksum/config'
+      ];
+
+    const before = await checksum({});
+    expect(before).toMatch(/^[0-9a-f]{64}$/);
+    expect(await checksum({})).toBe(before);
+    expect(await checksum({ replicaCount: 3 })).toBe(before);
+    expect(await checksum({ cache: { ttlSeconds: 300 } })).not.toBe(before);
+  });
+
+  it('leaves replicas to the autoscaler when autoscaling is on', async () => {
+    const objects = await render({
+      autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 6 },
+    });
+
+    expect(deploymentOf(objects).spec.replicas).toBeUndefined();
+    expect(findObject(objects, 'HorizontalPodAutoscaler')).toMatchObject({
+      spec: { minReplicas: 3, maxReplicas: 6 },
+    });
+    expect(deploymentOf(await render()).spec.replicas).toBe(1);
+  });
+
+  it('adds extraEnv after the ConfigMap, so it wins', async () => {
+    const container = containerOf(
+      await render({ extraEnv: [{ name: 'SHUTDOWN_DRAIN_MS', value: '100' }] }),
+    );
+
+    expect(container.env).toEqual([
+      { name: 'SHUTDOWN_DRAIN_MS', value: '100' },
+    ]);
+  });
+
+  it.each([
+    ['cache.ttlSeconds 0', { cache: { ttlSeconds: 0 } }, /ttlSeconds.*minimum/],
+    [
+      'cache.ttlSeconds "abc"',
+      { cache: { ttlSeconds: 'abc' } },
+      /ttlSeconds.*want integer/,
+    ],
+    ['an unknown key in cache', { cache: { tll: 300 } }, /'tll' not allowed/],
+    ['an unknown top-level key', { replicas: 2 }, /'replicas' not allowed/],
+    [
+      'a medium other than Memory',
+      { cache: { emptyDir: { medium: 'Disk' } } },
+      /medium/,
+    ],
+    [
+      'a sizeLimit that is not a quantity',
+      { cache: { emptyDir: { sizeLimit: 'lots' } } },
+      /sizeLimit/,
+    ],
+  ])(
+    'rejects %s through values.schema.json',
+    async (_name, values, message) => {
+      await expect(template(values)).rejects.toThrow(message);
+    },
+  );
+
+  it('documents every value in values.yaml with a comment that begins with its name', () => {
+    const schema = JSON.parse(
+      readFileSync(join(CHART_DIR, 'values.schema.json'), 'utf8'),
+    ) as SchemaNode;
+    const valuesYaml = readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8');
+    const comments = new Set(
+      valuesYaml
+        .split('\n')
+        .map((line) => /^\s*# ([A-Za-z.]+) /.exec(line)?.[1])
+        .filter((name) => name !== undefined),
+    );
+
+    const values = leafValues(schema).filter((name) => name !== 'global');
+
+    expect(values.length).toBeGreaterThan(40);
+    expect(values.filter((name) => !comments.has(name))).toEqual([]);
+  });
+});
