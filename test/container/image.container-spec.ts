@@ -110,7 +110,9 @@ describe(`the container image ${IMAGE}`, () => {
   });
 
   it('exits 0 on SIGTERM (podman stop), well inside the grace period', async () => {
-    const container = containers[containers.length - 1];
+    const container = await runContainer(`image-cache-test-${run}-d`);
+    const url = await container.url();
+    expect((await fetch(`${url}/image`)).status).toBe(200);
 
     const { exitCode, elapsedMs } = await container.stop(GRACE_SECONDS);
 
