@@ -286,7 +286,8 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
       expect(response.body).toEqual({
         statusCode: 404,
         error: 'Not Found',
-        message: 'No image is cached yet; GET /image fetches one',
+        message:
+          'No image is cached yet for 1200x1200; GET /image with the same parameters fetches one',
       });
       expect(upstream.fetches).toBe(0);
     });
@@ -302,6 +303,7 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
 
       const id = image.headers['x-picsum-id'];
       expect(body).toEqual({
+        key: '1200x1200',
         id,
         contentType: 'image/jpeg',
         bytes: Number(image.headers['content-length']),

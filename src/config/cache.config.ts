@@ -9,5 +9,10 @@ export const cacheConfig = registerAs('cache', () => {
     ttlSeconds: env.CACHE_TTL_SECONDS,
     /** `undefined` means a stale image may be served for as long as the upstream keeps failing. */
     staleIfErrorSeconds: env.CACHE_STALE_IF_ERROR_SECONDS,
+    /** Budget of the in-memory tier, in bytes; 0 turns it off. */
+    memoryMaxBytes: env.CACHE_MEMORY_MAX_SIZE,
+    /** Budget of `directory`, in bytes, temporary files included. */
+    diskMaxBytes: env.CACHE_DISK_MAX_SIZE,
+    cleanupIntervalSeconds: env.CACHE_CLEANUP_INTERVAL_SECONDS,
   };
 });

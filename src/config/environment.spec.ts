@@ -14,6 +14,11 @@ describe(parseEnvironment.name, () => {
       UPSTREAM_TIMEOUT_MS: 10_000,
       UPSTREAM_MAX_BYTES: 20_971_520,
       UPSTREAM_RETRY_AFTER_SECONDS: 10,
+      UPSTREAM_MAX_CONCURRENCY: 8,
+      UPSTREAM_QUEUE_TIMEOUT_MS: 2000,
+      CACHE_MEMORY_MAX_SIZE: 64 * 1024 * 1024,
+      CACHE_DISK_MAX_SIZE: 512 * 1024 * 1024,
+      CACHE_CLEANUP_INTERVAL_SECONDS: 600,
       SHUTDOWN_DRAIN_MS: 5000,
     });
     expect(env.CACHE_STALE_IF_ERROR_SECONDS).toBeUndefined();
@@ -37,6 +42,19 @@ describe(parseEnvironment.name, () => {
     });
   });
 
+  it('reads sizes as bytes or Kubernetes quantities', () => {
+    const env = parseEnvironment({
+      CACHE_MEMORY_MAX_SIZE: '500M',
+      CACHE_DISK_MAX_SIZE: '1Gi',
+    });
+
+    expect(env.CACHE_MEMORY_MAX_SIZE).toBe(500_000_000);
+    expect(env.CACHE_DISK_MAX_SIZE).toBe(1_073_741_824);
+    expect(
+      parseEnvironment({ CACHE_MEMORY_MAX_SIZE: '0' }).CACHE_MEMORY_MAX_SIZE,
+    ).toBe(0);
+  });
+
   it('treats an empty value as unset', () => {
     const env = parseEnvironment({ CACHE_TTL_SECONDS: '', IMAGE_HEIGHT: ' ' });
 
@@ -57,6 +75,18 @@ describe(parseEnvironment.name, () => {
       'an absolute http:// or https:// URL',
     ],
     ['UPSTREAM_MAX_BYTES', '20MB', 'an integer from 1 to 1073741824'],
+    [
+      'CACHE_DISK_MAX_SIZE',
+      '512MB',
+      'a size in bytes or a Kubernetes quantity',
+    ],
+    [
+      'CACHE_DISK_MAX_SIZE',
+      '1Ki',
+      'a size in bytes or a Kubernetes quantity such as 64Mi, 1Gi or 500M, of at least 1048576 bytes',
+    ],
+    ['CACHE_MEMORY_MAX_SIZE', '-1', 'a size in bytes or a Kubernetes quantity'],
+    ['UPSTREAM_MAX_CONCURRENCY', '0', 'an integer from 1 to 1024'],
   ])(
     'refuses %s=%s, naming the variable, the value and what is allowed',
     (name, value, allowed) => {

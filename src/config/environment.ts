@@ -1,7 +1,9 @@
 import { z } from 'zod';
+import { parseByteSize } from './byte-size';
 
 const SECONDS_PER_YEAR = 31_536_000;
 const MAX_IMAGE_SIDE = 5_000;
+const MEBIBYTE = 2 ** 20;
 
 /** A whole number written in decimal digits, so that "1.5", "1e3" or "abc" are refused rather than coerced. */
 function integer(min: number, max: number) {
@@ -19,6 +21,19 @@ function integer(min: number, max: number) {
     );
 }
 
+/** A byte size as bytes or a Kubernetes quantity (`64Mi`, `1Gi`, `500M`), at least `min` bytes. */
+function byteSize(min: number) {
+  const allowed = `a size in bytes or a Kubernetes quantity such as 64Mi, 1Gi or 500M, of at least ${min} bytes`;
+  return z.string().transform((text, context) => {
+    const bytes = parseByteSize(text);
+    if (bytes === undefined || bytes < min) {
+      context.addIssue({ code: 'custom', message: allowed });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+}
+
 const httpUrl = z
   .url({
     protocol: /^https?$/,
@@ -32,12 +47,17 @@ export const environmentSchema = z.object({
   CACHE_DIR: z.string().default('./storage'),
   CACHE_TTL_SECONDS: integer(1, SECONDS_PER_YEAR).default(600),
   CACHE_STALE_IF_ERROR_SECONDS: integer(0, SECONDS_PER_YEAR).optional(),
+  CACHE_MEMORY_MAX_SIZE: byteSize(0).default(64 * MEBIBYTE),
+  CACHE_DISK_MAX_SIZE: byteSize(MEBIBYTE).default(512 * MEBIBYTE),
+  CACHE_CLEANUP_INTERVAL_SECONDS: integer(1, 86_400).default(600),
   PICSUM_BASE_URL: httpUrl.default('https://picsum.photos'),
   IMAGE_WIDTH: integer(1, MAX_IMAGE_SIDE).default(1200),
   IMAGE_HEIGHT: integer(1, MAX_IMAGE_SIDE).optional(),
   UPSTREAM_TIMEOUT_MS: integer(1, 600_000).default(10_000),
   UPSTREAM_MAX_BYTES: integer(1, 1_073_741_824).default(20_971_520),
   UPSTREAM_RETRY_AFTER_SECONDS: integer(0, 86_400).default(10),
+  UPSTREAM_MAX_CONCURRENCY: integer(1, 1024).default(8),
+  UPSTREAM_QUEUE_TIMEOUT_MS: integer(0, 600_000).default(2000),
   SHUTDOWN_DRAIN_MS: integer(0, 600_000).default(5000),
 });
 

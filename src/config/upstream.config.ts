@@ -10,5 +10,7 @@ export const upstreamConfig = registerAs('upstream', () => {
     timeoutMs: env.UPSTREAM_TIMEOUT_MS,
     maxBytes: env.UPSTREAM_MAX_BYTES,
     retryAfterSeconds: env.UPSTREAM_RETRY_AFTER_SECONDS,
+    maxConcurrency: env.UPSTREAM_MAX_CONCURRENCY,
+    queueTimeoutMs: env.UPSTREAM_QUEUE_TIMEOUT_MS,
   };
 });

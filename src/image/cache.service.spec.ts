@@ -9,10 +9,20 @@ import { cacheConfig } from '../config/cache.config';
 import { upstreamConfig } from '../config/upstream.config';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';
-import { DiskStore } from './disk-store';
+import { DiskStore, type StoredMetadata } from './disk-store';
+import type { ImageVariant } from './image-variant';
+import { MemoryTier } from './memory-tier';
 import { PicsumClient, type UpstreamImage } from './picsum.client';
+import { UpstreamBusyException } from './upstream-busy.exception';
+import { UpstreamLimiter } from './upstream-limiter';
 
-const SIZE = { width: 1200, height: 1200 };
+const SIZE: ImageVariant = {
+  width: 1200,
+  height: 1200,
+  grayscale: false,
+  blur: 0,
+  format: 'jpg',
+};
 const TTL_SECONDS = 600;
 const RETRY_AFTER_SECONDS = 10;
 
@@ -29,14 +39,24 @@ describe(CacheService.name, () => {
   let service: CacheService;
   let clock: FakeClock;
   let fetchImage: jest.Mock<Promise<UpstreamImage>, []>;
-  let disk: { directory: string; load: jest.Mock; save: jest.Mock };
+  let disk: {
+    directory: string;
+    has: jest.Mock;
+    touch: jest.Mock;
+    load: jest.Mock;
+    save: jest.Mock;
+    removeWhere: jest.Mock;
+  };
 
   async function createService(
     staleIfErrorSeconds?: number,
+    limits: { maxConcurrency?: number; queueTimeoutMs?: number } = {},
   ): Promise<CacheService> {
     const moduleRef = await Test.createTestingModule({
       providers: [
         CacheService,
+        MemoryTier,
+        UpstreamLimiter,
         { provide: PicsumClient, useValue: { fetchImage } },
         { provide: DiskStore, useValue: disk },
         { provide: Clock, useValue: clock },
@@ -46,6 +66,8 @@ describe(CacheService.name, () => {
             directory: '/cache',
             ttlSeconds: TTL_SECONDS,
             staleIfErrorSeconds,
+            memoryMaxBytes: 1024 * 1024,
+            cleanupIntervalSeconds: 600,
           },
         },
         {
@@ -54,6 +76,8 @@ describe(CacheService.name, () => {
             imageWidth: 1200,
             imageHeight: 1200,
             retryAfterSeconds: RETRY_AFTER_SECONDS,
+            maxConcurrency: limits.maxConcurrency ?? 8,
+            queueTimeoutMs: limits.queueTimeoutMs ?? 1000,
           },
         },
       ],
@@ -67,8 +91,11 @@ describe(CacheService.name, () => {
     fetchImage = jest.fn(() => Promise.resolve(upstreamImage(nextId++)));
     disk = {
       directory: '/cache',
+      has: jest.fn().mockReturnValue(false),
+      touch: jest.fn(),
       load: jest.fn().mockResolvedValue(undefined),
-      save: jest.fn().mockResolvedValue(undefined),
+      save: jest.fn().mockResolvedValue(true),
+      removeWhere: jest.fn().mockResolvedValue(0),
     };
     service = await createService();
   });
@@ -104,8 +131,40 @@ describe(CacheService.name, () => {
     expect(fetchImage).toHaveBeenCalledTimes(2);
   });
 
+  it('serves hits from memory, touching the disk index but never reading the disk', async () => {
+    await service.getImage(SIZE);
+    disk.has.mockReturnValue(true);
+
+    const { status } = await service.getImage(SIZE);
+
+    expect(status).toBe('HIT');
+    expect(disk.load).not.toHaveBeenCalled();
+    expect(disk.touch).toHaveBeenCalledWith('1200x1200');
+  });
+
+  it('keeps variants apart: one entry, one fetch and one key each', async () => {
+    const gray = { ...SIZE, grayscale: true };
+    const webp = { ...SIZE, format: 'webp' as const };
+
+    const images = [
+      (await service.getImage(SIZE)).image,
+      (await service.getImage(gray)).image,
+      (await service.getImage(webp)).image,
+    ];
+    const again = await service.getImage(gray);
+
+    expect(images.map((image) => image.key)).toEqual([
+      '1200x1200',
+      '1200x1200-grayscale',
+      '1200x1200.webp',
+    ]);
+    expect(fetchImage.mock.calls).toEqual([[SIZE], [gray], [webp]]);
+    expect(again).toEqual({ image: images[1], status: 'HIT' });
+  });
+
   it('serves what a previous process stored, measuring freshness from its original fetch', async () => {
     const stored = (await service.getImage(SIZE)).image;
+    disk.has.mockReturnValue(true);
     disk.load.mockResolvedValue(stored);
     const restarted = await createService();
     clock.advanceSeconds(100);
@@ -118,7 +177,38 @@ describe(CacheService.name, () => {
     expect(fetchImage).toHaveBeenCalledTimes(1);
   });
 
+  it('promotes a disk hit into memory with the freshness it had left, not a new TTL', async () => {
+    const stored = (await service.getImage(SIZE)).image;
+    disk.has.mockReturnValue(true);
+    disk.load.mockResolvedValue(stored);
+    const restarted = await createService();
+    clock.advanceSeconds(TTL_SECONDS - 100);
+
+    const promoted = await restarted.getImage(SIZE);
+    clock.advanceSeconds(99);
+    const stillFresh = await restarted.getImage(SIZE);
+    clock.advanceSeconds(1);
+    const expired = await restarted.getImage(SIZE);
+
+    expect(promoted.status).toBe('HIT');
+    expect(stillFresh.status).toBe('HIT');
+    expect(expired.status).toBe('MISS');
+    expect(disk.load).toHaveBeenCalledTimes(1);
+  });
+
+  it('does not read the disk for a key its index does not hold', async () => {
+    await expect(service.peek(SIZE)).resolves.toBeUndefined();
+
+    expect(disk.has).toHaveBeenCalledWith('1200x1200');
+    expect(disk.load).not.toHaveBeenCalled();
+  });
+
   it('reads the disk only once per key', async () => {
+    const stored = (await service.getImage(SIZE)).image;
+    disk.has.mockReturnValue(true);
+    disk.load.mockResolvedValue(stored);
+    service = await createService();
+
     await Promise.all([service.peek(SIZE), service.peek(SIZE)]);
     await service.getImage(SIZE);
     await service.peek(SIZE);
@@ -128,6 +218,7 @@ describe(CacheService.name, () => {
 
   it('fetches again when the stored entry failed verification', async () => {
     // DiskStore.load answers undefined for a corrupt entry after removing it.
+    disk.has.mockReturnValue(true);
     disk.load.mockResolvedValue(undefined);
 
     const { status } = await service.getImage(SIZE);
@@ -275,5 +366,92 @@ describe(CacheService.name, () => {
       ageSeconds: 42,
       expiresAt: image.fetchedAt + TTL_SECONDS * 1000,
     });
+  });
+
+  it('caps concurrent fetches: past UPSTREAM_MAX_CONCURRENCY a miss waits, then gets a 503', async () => {
+    service = await createService(undefined, {
+      maxConcurrency: 2,
+      queueTimeoutMs: 50,
+    });
+    const releases: (() => void)[] = [];
+    fetchImage.mockImplementation(
+      () =>
+        new Promise<UpstreamImage>((resolve) =>
+          releases.push(() => resolve(upstreamImage(releases.length))),
+        ),
+    );
+
+    const running = [1, 2].map((width) => service.getImage({ ...SIZE, width }));
+    const refused = service.getImage({ ...SIZE, width: 3 });
+    await expect(refused).rejects.toThrow(UpstreamBusyException);
+    const queued = service.getImage({ ...SIZE, width: 4 });
+    releases[0]();
+    releases.splice(0, 1);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    releases.forEach((release) => release());
+
+    await expect(Promise.all(running)).resolves.toHaveLength(2);
+    await expect(queued).resolves.toMatchObject({ status: 'MISS' });
+    expect(fetchImage).toHaveBeenCalledTimes(3);
+  });
+
+  it('serves a hit while the fetch cap is saturated, and does not count saturation as an upstream failure', async () => {
+    service = await createService(undefined, {
+      maxConcurrency: 1,
+      queueTimeoutMs: 20,
+    });
+    await service.getImage(SIZE);
+    let release!: () => void;
+    fetchImage.mockImplementationOnce(
+      () =>
+        new Promise<UpstreamImage>(
+          (resolve) => (release = () => resolve(upstreamImage(9))),
+        ),
+    );
+    const slow = service.getImage({ ...SIZE, width: 10 });
+
+    await expect(service.getImage(SIZE)).resolves.toMatchObject({
+      status: 'HIT',
+    });
+    await expect(service.getImage({ ...SIZE, width: 11 })).rejects.toThrow(
+      UpstreamBusyException,
+    );
+    release();
+    await slow;
+    await expect(
+      service.getImage({ ...SIZE, width: 11 }),
+    ).resolves.toMatchObject({ status: 'MISS' });
+  });
+
+  it('removes entries past their TTL and stale window from both tiers', async () => {
+    service = await createService(60);
+    const old = (await service.getImage(SIZE)).image;
+    clock.advanceSeconds(TTL_SECONDS);
+    await service.getImage({ ...SIZE, width: 2 });
+    clock.advanceSeconds(60);
+
+    await service.removeExpired();
+
+    const [isExpired] = disk.removeWhere.mock.calls[0] as [
+      (metadata: Pick<StoredMetadata, 'fetchedAt'>) => boolean,
+    ];
+    expect(
+      isExpired({ fetchedAt: new Date(old.fetchedAt).toISOString() }),
+    ).toBe(true);
+    expect(isExpired({ fetchedAt: new Date(clock.now()).toISOString() })).toBe(
+      false,
+    );
+    await expect(service.peek(SIZE)).resolves.toBeUndefined();
+    await expect(service.peek({ ...SIZE, width: 2 })).resolves.toBeDefined();
+  });
+
+  it('keeps expired entries while no stale window bounds them: they may still be served', async () => {
+    await service.getImage(SIZE);
+    clock.advanceSeconds(TTL_SECONDS * 10);
+
+    await expect(service.removeExpired()).resolves.toBe(0);
+
+    expect(disk.removeWhere).not.toHaveBeenCalled();
+    await expect(service.peek(SIZE)).resolves.toBeDefined();
   });
 });

@@ -4,7 +4,10 @@ import {
   Inject,
   Injectable,
   Logger,
+  type OnModuleDestroy,
+  type OnModuleInit,
 } from '@nestjs/common';
+import { LRUCache } from 'lru-cache';
 import type { ConfigType } from '@nestjs/config';
 import { errorMessage } from '../common/error-message';
 import { cacheConfig } from '../config/cache.config';
@@ -15,13 +18,16 @@ import {
   createCachedImage,
 } from './cached-image';
 import { Clock } from './clock';
-import { DiskStore, sha256Hex } from './disk-store';
-import {
-  type ImageSize,
-  PicsumClient,
-  type UpstreamImage,
-} from './picsum.client';
+import { DiskStore, sha256Hex, type StoredMetadata } from './disk-store';
+import { type ImageVariant, variantKey } from './image-variant';
+import { MemoryTier } from './memory-tier';
+import { PicsumClient, type UpstreamImage } from './picsum.client';
 import { SingleFlight } from './single-flight';
+import { UpstreamBusyException } from './upstream-busy.exception';
+import { UpstreamLimiter } from './upstream-limiter';
+
+/** Failed fetches remembered at once, so that varying the variant cannot grow memory without bound. */
+const MAX_REMEMBERED_FAILURES = 10_000;
 
 /** Freshness of an entry at one moment, in the units HTTP caching headers use. */
 export interface Freshness {
@@ -37,42 +43,52 @@ interface UpstreamFailure {
 }
 
 /**
- * Decides for each request whether the cached image is served, replaced by a new fetch, or
- * served stale because the upstream failed. Memory holds every image this process has seen;
- * the disk store is read once per key, after a restart, and written after every fetch.
+ * Decides for each request whether the cached image of its variant is served, replaced by a
+ * new fetch, or served stale because the upstream failed. Two tiers hold the images: memory
+ * (`MemoryTier`, ready-to-send, least recently used evicted first) in front of the disk
+ * (`DiskStore`), which outlives the process. A disk hit is promoted into memory; freshness is
+ * always counted from the original fetch, so it keeps only the time it had left.
  */
 @Injectable()
-export class CacheService {
+export class CacheService implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(CacheService.name);
-  /** `null` records that the disk had nothing for the key, so it is not asked again. */
-  private readonly images = new Map<string, CachedImage | null>();
   private readonly diskLoads = new SingleFlight<CachedImage | undefined>();
   private readonly fetches = new SingleFlight<CachedImage>();
-  private readonly failures = new Map<string, UpstreamFailure>();
+  private readonly failures: LRUCache<string, UpstreamFailure>;
+  private cleanupTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly client: PicsumClient,
+    private readonly limiter: UpstreamLimiter,
+    private readonly memory: MemoryTier,
     private readonly disk: DiskStore,
     private readonly clock: Clock,
     @Inject(cacheConfig.KEY)
     private readonly cache: ConfigType<typeof cacheConfig>,
     @Inject(upstreamConfig.KEY)
     private readonly upstream: ConfigType<typeof upstreamConfig>,
-  ) {}
-
-  /** The size `GET /image` asks the upstream for. */
-  get defaultSize(): ImageSize {
-    return {
-      width: this.upstream.imageWidth,
-      height: this.upstream.imageHeight,
-    };
+  ) {
+    this.failures = new LRUCache({ max: MAX_REMEMBERED_FAILURES });
   }
 
-  /** The image to serve for `size`, fetching it when nothing fresh is cached. */
-  async getImage(size: ImageSize): Promise<CacheLookup> {
-    const key = keyOf(size);
-    const cached = await this.peek(size);
+  onModuleInit(): void {
+    this.cleanupTimer = setInterval(
+      () => void this.removeExpired(),
+      this.cache.cleanupIntervalSeconds * 1000,
+    );
+    this.cleanupTimer.unref();
+  }
+
+  onModuleDestroy(): void {
+    clearInterval(this.cleanupTimer);
+  }
+
+  /** The image to serve for `variant`, fetching it when nothing fresh is cached. */
+  async getImage(variant: ImageVariant): Promise<CacheLookup> {
+    const key = variantKey(variant);
+    const cached = this.memory.get(key) ?? (await this.peek(variant));
     if (cached && !this.freshness(cached).stale) {
+      this.disk.touch(key);
       return { image: cached, status: 'HIT' };
     }
     const failure = this.failures.get(key);
@@ -81,7 +97,7 @@ export class CacheService {
     }
     try {
       const image = await this.fetches.run(key, () =>
-        this.fetchAndStore(key, size),
+        this.fetchAndStore(key, variant),
       );
       return { image, status: 'MISS' };
     } catch (error) {
@@ -89,21 +105,61 @@ export class CacheService {
     }
   }
 
-  /** The cached image for `size`, fresh or stale, without ever calling the upstream. */
-  async peek(size: ImageSize): Promise<CachedImage | undefined> {
-    const key = keyOf(size);
-    const known = this.images.get(key);
-    if (known !== undefined) {
-      return known ?? undefined;
+  /** The cached image for `variant`, fresh or stale, without ever calling the upstream. */
+  async peek(variant: ImageVariant): Promise<CachedImage | undefined> {
+    const key = variantKey(variant);
+    const inMemory = this.memory.get(key);
+    if (inMemory || !this.disk.has(key)) {
+      return inMemory;
     }
     return this.diskLoads.run(key, async () => {
       const loaded = await this.disk.load(key);
       // A fetch that finished while the disk was read is newer than what the disk had.
-      if (!this.images.has(key)) {
-        this.images.set(key, loaded ?? null);
+      const newer = this.memory.get(key);
+      if (newer) {
+        return newer;
       }
-      return this.images.get(key) ?? undefined;
+      if (loaded) {
+        this.memory.set(loaded);
+      }
+      return loaded;
     });
+  }
+
+  /**
+   * Removes from both tiers the entries past their TTL and their stale-if-error window, which
+   * can never be served again. Runs every `CACHE_CLEANUP_INTERVAL_SECONDS`. Without a stale
+   * window, an expired image may still be served while the upstream fails, so it is kept
+   * until the byte budgets evict it.
+   */
+  async removeExpired(): Promise<number> {
+    const staleIfErrorSeconds = this.cache.staleIfErrorSeconds;
+    if (staleIfErrorSeconds === undefined) {
+      return 0;
+    }
+    const now = this.clock.now();
+    const lifetimeMs = (this.cache.ttlSeconds + staleIfErrorSeconds) * 1000;
+    const isExpired = (fetchedAt: number) => now >= fetchedAt + lifetimeMs;
+    for (const key of this.memory.keys()) {
+      const image = this.memory.get(key);
+      if (image && isExpired(image.fetchedAt)) {
+        this.memory.delete(key);
+      }
+    }
+    try {
+      const removed = await this.disk.removeWhere((metadata: StoredMetadata) =>
+        isExpired(Date.parse(metadata.fetchedAt)),
+      );
+      if (removed > 0) {
+        this.logger.log(`Removed ${removed} expired image(s) from disk`);
+      }
+      return removed;
+    } catch (error) {
+      this.logger.error(
+        `Removing expired images failed: ${errorMessage(error)}`,
+      );
+      return 0;
+    }
   }
 
   freshness(image: CachedImage): Freshness {
@@ -119,12 +175,15 @@ export class CacheService {
 
   private async fetchAndStore(
     key: string,
-    size: ImageSize,
+    variant: ImageVariant,
   ): Promise<CachedImage> {
     let fetched: UpstreamImage;
     try {
-      fetched = await this.client.fetchImage(size);
+      fetched = await this.limiter.run(() => this.client.fetchImage(variant));
     } catch (error) {
+      if (error instanceof UpstreamBusyException) {
+        throw error; // our own saturation, not the upstream's failure: nothing to remember
+      }
       // Recorded here, inside the single flight, so one failed fetch is logged once however
       // many requests were waiting for it.
       const httpError = toHttpException(error);
@@ -140,16 +199,16 @@ export class CacheService {
       source: fetched.source,
       ...(fetched.picsumId ? { picsumId: fetched.picsumId } : {}),
     });
+    this.memory.set(image);
+    this.failures.delete(key);
     try {
       await this.disk.save(image);
     } catch (error) {
       // The image is good; losing only its copy on disk is better than failing the request.
       this.logger.error(
-        `Could not store image ${key} in ${this.disk.directory}; serving it from memory only: ${String(error)}`,
+        `Could not store image ${key} in ${this.disk.directory}; serving it from memory only: ${errorMessage(error)}`,
       );
     }
-    this.images.set(key, image);
-    this.failures.delete(key);
     return image;
   }
 
@@ -178,10 +237,6 @@ export class CacheService {
     const { expiresAt } = this.freshness(image);
     return this.clock.now() < expiresAt + this.cache.staleIfErrorSeconds * 1000;
   }
-}
-
-export function keyOf({ width, height }: ImageSize): string {
-  return `${width}x${height}`;
 }
 
 function toHttpException(error: unknown): HttpException {

@@ -16,6 +16,10 @@ export interface CachedImage {
   readonly picsumId?: string;
   /** The final upstream URL after redirects. */
   readonly source: string;
+  /** Headers of every reply for this image, 304s included, computed once: ETag, Last-Modified, X-Picsum-Id. */
+  readonly validatorHeaders: Readonly<Record<string, string>>;
+  /** Headers of a reply that carries the body, computed once: Content-Type, Content-Length. */
+  readonly bodyHeaders: Readonly<Record<string, string>>;
 }
 
 /** Whether a reply was served from a fresh entry, a new fetch, or a stale entry the upstream could not replace. */
@@ -28,11 +32,25 @@ export interface CacheLookup {
 
 /** Builds the in-memory entry, deriving what is served from the stored facts once. */
 export function createCachedImage(
-  stored: Omit<CachedImage, 'etag' | 'lastModified'>,
+  stored: Omit<
+    CachedImage,
+    'etag' | 'lastModified' | 'validatorHeaders' | 'bodyHeaders'
+  >,
 ): CachedImage {
+  const etag = `"${stored.sha256.slice(0, 32)}"`;
+  const lastModified = new Date(stored.fetchedAt).toUTCString();
   return {
     ...stored,
-    etag: `"${stored.sha256.slice(0, 32)}"`,
-    lastModified: new Date(stored.fetchedAt).toUTCString(),
+    etag,
+    lastModified,
+    validatorHeaders: {
+      etag,
+      'last-modified': lastModified,
+      ...(stored.picsumId ? { 'x-picsum-id': stored.picsumId } : {}),
+    },
+    bodyHeaders: {
+      'content-type': stored.contentType,
+      'content-length': String(stored.body.length),
+    },
   };
 }

@@ -1,5 +1,12 @@
 import { Test } from '@nestjs/testing';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import {
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheConfig } from '../config/cache.config';
@@ -7,6 +14,23 @@ import { type CachedImage, createCachedImage } from './cached-image';
 import { DiskStore, sha256Hex } from './disk-store';
 
 const JPEG_START = Buffer.from([0xff, 0xd8, 0xff, 0xe0]);
+const BLOCK = 4096;
+/** A small entry takes one block for its body and one for its metadata. */
+const ENTRY = 2 * BLOCK;
+/** A budget that holds `entries` small entries, plus the block kept for the readiness probe. */
+const budgetFor = (entries: number) => BLOCK + entries * ENTRY;
+
+/** What the directory takes on disk, in whole blocks, temporary files included. */
+async function diskUsage(directory: string): Promise<number> {
+  let total = 0;
+  for (const name of await readdir(directory)) {
+    const { size } = await stat(join(directory, name)).catch(() => ({
+      size: 0,
+    }));
+    total += Math.ceil(size / BLOCK) * BLOCK;
+  }
+  return total;
+}
 
 function imageOf(
   key: string,
@@ -28,13 +52,16 @@ function imageOf(
 describe(DiskStore.name, () => {
   let directory: string;
 
-  async function openStore(cacheDir = directory): Promise<DiskStore> {
+  async function openStore(
+    cacheDir = directory,
+    diskMaxBytes = 64 * 1024 * 1024,
+  ): Promise<DiskStore> {
     const moduleRef = await Test.createTestingModule({
       providers: [
         DiskStore,
         {
           provide: cacheConfig.KEY,
-          useValue: { directory: cacheDir, ttlSeconds: 600 },
+          useValue: { directory: cacheDir, ttlSeconds: 600, diskMaxBytes },
         },
       ],
     }).compile();
@@ -116,15 +143,135 @@ describe(DiskStore.name, () => {
     await expect(store.load('k')).resolves.toBeUndefined();
   });
 
-  it('discards metadata that is not valid JSON', async () => {
-    const store = await openStore();
-    await store.save(imageOf('k', 'body'));
+  it('discards metadata that is not valid JSON when it rebuilds its index', async () => {
+    await (await openStore()).save(imageOf('k', 'body'));
     const [metadataFile] = (await readdir(directory)).filter((name) =>
       name.endsWith('.meta.json'),
     );
     await writeFile(join(directory, metadataFile), '{"version":1,"key":');
 
+    const store = await openStore();
+
+    expect(store.has('k')).toBe(false);
     await expect(store.load('k')).resolves.toBeUndefined();
+    expect(await readdir(directory)).toEqual([]);
+  });
+
+  it('keeps the directory within CACHE_DISK_MAX_SIZE, evicting the least recently used first', async () => {
+    const store = await openStore(directory, budgetFor(3));
+    for (const key of ['a', 'b', 'c']) {
+      await store.save(imageOf(key, key));
+    }
+    store.touch('a');
+
+    await store.save(imageOf('d', 'd'));
+
+    expect(['a', 'b', 'c', 'd'].filter((key) => store.has(key))).toEqual([
+      'a',
+      'c',
+      'd',
+    ]);
+    expect(store.usedBytes).toBe(3 * ENTRY);
+    expect(await diskUsage(directory)).toBe(3 * ENTRY);
+    expect((await store.load('a'))?.body.toString()).toContain('a');
+  });
+
+  it('never crosses the budget while a burst of saves runs at once', async () => {
+    const budget = budgetFor(3);
+    const store = await openStore(directory, budget);
+    let peak = 0;
+    let saving = true;
+    const watch = (async () => {
+      while (saving) {
+        peak = Math.max(peak, await diskUsage(directory));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        store.save(imageOf(`k${i}`, `${i}`)),
+      ),
+    );
+    saving = false;
+    await watch;
+
+    expect(peak).toBeGreaterThan(0);
+    expect(peak).toBeLessThanOrEqual(budget - BLOCK);
+    expect(store.entryCount).toBe(3);
+    expect(await diskUsage(directory)).toBe(3 * ENTRY);
+  });
+
+  it('refuses, storing nothing, an entry larger than the whole budget', async () => {
+    const store = await openStore(directory, budgetFor(2));
+    await store.save(imageOf('small', 'small'));
+
+    const stored = await store.save(imageOf('huge', 'x'.repeat(3 * ENTRY)));
+
+    expect(stored).toBe(false);
+    expect(store.has('huge')).toBe(false);
+    expect(store.has('small')).toBe(true);
+  });
+
+  it('rebuilds its index at start, the entries fetched longest ago first in line for eviction', async () => {
+    const day = 24 * 3600 * 1000;
+    const first = await openStore(directory, budgetFor(3));
+    await first.save(
+      imageOf('newest', 'n', Date.parse('2026-01-03T00:00:00Z')),
+    );
+    await first.save(
+      imageOf('oldest', 'o', Date.parse('2026-01-01T00:00:00Z')),
+    );
+    await first.save(
+      imageOf('middle', 'm', Date.parse('2026-01-02T00:00:00Z')),
+    );
+
+    const store = await openStore(directory, budgetFor(3));
+
+    expect(store.entries().map((metadata) => metadata.key)).toEqual([
+      'oldest',
+      'middle',
+      'newest',
+    ]);
+    expect(store.usedBytes).toBe(3 * ENTRY);
+    await store.save(
+      imageOf('new', 'x', Date.parse('2026-01-04T00:00:00Z') + day),
+    );
+    expect(store.has('oldest')).toBe(false);
+    expect(store.has('middle')).toBe(true);
+  });
+
+  it('shrinks to a lowered budget at start, removing the oldest entries', async () => {
+    const first = await openStore(directory, budgetFor(3));
+    for (const [key, day] of [
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+    ] as const) {
+      await first.save(
+        imageOf(key, key, Date.parse(`2026-01-0${day}T00:00:00Z`)),
+      );
+    }
+
+    const store = await openStore(directory, budgetFor(1));
+
+    expect(store.entries().map((metadata) => metadata.key)).toEqual(['c']);
+    expect(await diskUsage(directory)).toBe(ENTRY);
+  });
+
+  it('removes the entries a predicate picks, files and all', async () => {
+    const store = await openStore();
+    await store.save(imageOf('old', 'o', Date.parse('2026-01-01T00:00:00Z')));
+    await store.save(imageOf('new', 'n', Date.parse('2026-02-01T00:00:00Z')));
+
+    const removed = await store.removeWhere(
+      (metadata) => metadata.fetchedAt < '2026-01-15',
+    );
+
+    expect(removed).toBe(1);
+    expect(store.has('old')).toBe(false);
+    expect(store.has('new')).toBe(true);
+    expect(await diskUsage(directory)).toBe(ENTRY);
   });
 
   it('sweeps what an interrupted write left behind at start and keeps complete entries', async () => {

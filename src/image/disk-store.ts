@@ -1,7 +1,17 @@
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
+import { Mutex } from 'async-mutex';
+import { LRUCache } from 'lru-cache';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import {
+  mkdir,
+  open,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  stat,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { errorMessage } from '../common/error-message';
@@ -11,6 +21,10 @@ import { type CachedImage, createCachedImage } from './cached-image';
 const METADATA_SUFFIX = '.meta.json';
 const BODY_SUFFIX = '.img';
 const TEMP_SUFFIX = '.tmp';
+/** Files take whole blocks on disk, and the kubelet measures an emptyDir in blocks. */
+const BLOCK_BYTES = 4096;
+/** Kept free of entries for the readiness probe's small file. */
+const PROBE_RESERVE_BYTES = BLOCK_BYTES;
 
 const metadataSchema = z.object({
   version: z.literal(1),
@@ -24,30 +38,58 @@ const metadataSchema = z.object({
   bodyFile: z.string().regex(/^[0-9a-f]+\.[0-9a-f]+\.img$/),
 });
 
-type StoredMetadata = z.infer<typeof metadataSchema>;
+export type StoredMetadata = z.infer<typeof metadataSchema>;
+
+/** What the in-memory index knows of a stored entry, so that finding one never reads the disk. */
+interface IndexEntry {
+  readonly metadata: StoredMetadata;
+  /** Disk space of the body and the metadata file, in whole blocks. */
+  readonly diskBytes: number;
+}
 
 /**
- * Keeps cached images on local disk (`CACHE_DIR`) so they outlive the process.
+ * The second tier: cached images on local disk (`CACHE_DIR`), so they outlive the process,
+ * within a byte budget (`CACHE_DISK_MAX_SIZE`).
  *
  * Each entry is a body file named after its checksum plus a metadata file naming that body.
  * Both are written to a temporary file, fsynced and renamed into place, body first, and the
  * old body is removed only after the new metadata is durable. A crash at any moment therefore
  * leaves either the old entry or the new one, and whatever a crash left behind (temporary
  * files, bodies no metadata names) is swept at start. Every load verifies size and checksum.
+ *
+ * An index in memory, rebuilt from the metadata files at start, knows every entry, its size
+ * and its recency, so lookups never list or read the directory. Writes take turns: each one
+ * first evicts least-recently-used entries until the new entry fits, and only then writes, so
+ * the directory never holds more than the budget, temporary files included.
  */
 @Injectable()
 export class DiskStore implements OnModuleInit {
   private readonly logger = new Logger(DiskStore.name);
   readonly directory: string;
+  readonly maxBytes: number;
+  private readonly index: LRUCache<string, IndexEntry>;
+  private readonly writes = new Mutex();
 
   constructor(@Inject(cacheConfig.KEY) config: ConfigType<typeof cacheConfig>) {
     this.directory = config.directory;
+    this.maxBytes = config.diskMaxBytes;
+    this.index = new LRUCache<string, IndexEntry>({
+      maxSize: this.maxBytes,
+      sizeCalculation: (entry) => entry.diskBytes,
+      // Entries are evicted by makeRoom() before a write; should the index ever drop one
+      // itself, its files go too, so the disk never holds what the index has forgotten.
+      dispose: (entry, key, reason) => {
+        if (reason === 'evict') {
+          void this.removeFiles(key, entry);
+        }
+      },
+    });
   }
 
   async onModuleInit(): Promise<void> {
     try {
       await mkdir(this.directory, { recursive: true });
-      await this.sweep();
+      await this.rebuildIndex();
     } catch (error) {
       throw new Error(
         `CACHE_DIR=${JSON.stringify(this.directory)} is not usable: ${errorMessage(error)}`,
@@ -55,40 +97,54 @@ export class DiskStore implements OnModuleInit {
     }
   }
 
+  has(key: string): boolean {
+    return this.index.has(key);
+  }
+
+  /** Marks `key` as just used, for eviction, without touching the disk. */
+  touch(key: string): void {
+    this.index.get(key);
+  }
+
+  /** Bytes the stored entries take on disk, in whole blocks. */
+  get usedBytes(): number {
+    return this.index.calculatedSize;
+  }
+
+  get entryCount(): number {
+    return this.index.size;
+  }
+
+  /** The metadata of every stored entry, least recently used first. */
+  entries(): StoredMetadata[] {
+    return [...this.index.rvalues()].flatMap((entry) =>
+      entry ? [entry.metadata] : [],
+    );
+  }
+
   /** The entry stored for `key`, or `undefined` when there is none or it fails verification (it is then removed). */
   async load(key: string): Promise<CachedImage | undefined> {
-    const metadataPath = this.metadataPath(key);
-    let metadata: StoredMetadata;
-    try {
-      metadata = await readMetadata(metadataPath);
-    } catch (error) {
-      if (isNotFound(error)) {
-        return undefined;
-      }
-      return this.discard(key, `unreadable metadata (${errorMessage(error)})`);
+    const entry = this.index.get(key);
+    if (!entry) {
+      return undefined;
     }
-    if (metadata.key !== key) {
-      return this.discard(
-        key,
-        `metadata names key ${JSON.stringify(metadata.key)}`,
-      );
-    }
+    const { metadata } = entry;
     let body: Buffer;
     try {
       body = await readFile(join(this.directory, metadata.bodyFile));
     } catch (error) {
       return this.discard(
         key,
+        entry,
         `unreadable body (${errorMessage(error)})`,
-        metadata.bodyFile,
       );
     }
     const sha256 = sha256Hex(body);
     if (body.length !== metadata.bytes || sha256 !== metadata.sha256) {
       return this.discard(
         key,
+        entry,
         `body of ${body.length} bytes with SHA-256 ${sha256} does not match its metadata (${metadata.bytes} bytes, ${metadata.sha256})`,
-        metadata.bodyFile,
       );
     }
     return createCachedImage({
@@ -102,30 +158,66 @@ export class DiskStore implements OnModuleInit {
     });
   }
 
-  /** Stores `image` as the entry for its key, replacing the previous one atomically. */
-  async save(image: CachedImage): Promise<void> {
-    const previousBody = await this.readBodyFileName(image.key);
-    const bodyFile = `${this.baseName(image.key)}.${image.sha256.slice(0, 16)}${BODY_SUFFIX}`;
-    const metadata: StoredMetadata = {
-      version: 1,
-      key: image.key,
-      contentType: image.contentType,
-      bytes: image.body.length,
-      sha256: image.sha256,
-      fetchedAt: new Date(image.fetchedAt).toISOString(),
-      source: image.source,
-      bodyFile,
-      ...(image.picsumId ? { picsumId: image.picsumId } : {}),
-    };
-    await this.writeDurably(join(this.directory, bodyFile), image.body);
-    await this.writeDurably(
-      this.metadataPath(image.key),
-      JSON.stringify(metadata),
-    );
-    await this.syncDirectory();
-    if (previousBody && previousBody !== bodyFile) {
-      await rm(join(this.directory, previousBody), { force: true });
-    }
+  /**
+   * Stores `image` as the entry for its key, replacing the previous one atomically. Returns
+   * false, storing nothing, when the image alone is larger than the whole budget.
+   */
+  save(image: CachedImage): Promise<boolean> {
+    return this.writes.runExclusive(async () => {
+      const bodyFile = `${this.baseName(image.key)}.${image.sha256.slice(0, 16)}${BODY_SUFFIX}`;
+      const metadata: StoredMetadata = {
+        version: 1,
+        key: image.key,
+        contentType: image.contentType,
+        bytes: image.body.length,
+        sha256: image.sha256,
+        fetchedAt: new Date(image.fetchedAt).toISOString(),
+        source: image.source,
+        bodyFile,
+        ...(image.picsumId ? { picsumId: image.picsumId } : {}),
+      };
+      const metadataText = JSON.stringify(metadata);
+      const diskBytes =
+        blocks(image.body.length) + blocks(Buffer.byteLength(metadataText));
+      if (diskBytes > this.maxBytes - PROBE_RESERVE_BYTES) {
+        this.logger.warn(
+          `Not storing ${image.key} on disk: ${diskBytes} bytes exceed CACHE_DISK_MAX_SIZE (${this.maxBytes} bytes)`,
+        );
+        return false;
+      }
+      await this.makeRoom(diskBytes);
+      await this.writeDurably(join(this.directory, bodyFile), image.body);
+      await this.writeDurably(this.metadataPath(image.key), metadataText);
+      await this.syncDirectory();
+      const previous = this.index.peek(image.key);
+      this.index.set(
+        image.key,
+        { metadata, diskBytes },
+        { noDisposeOnSet: true },
+      );
+      if (previous && previous.metadata.bodyFile !== bodyFile) {
+        await rm(join(this.directory, previous.metadata.bodyFile), {
+          force: true,
+        });
+      }
+      return true;
+    });
+  }
+
+  /** Removes the entries `isExpired` picks, files and all; returns how many. */
+  removeWhere(
+    isExpired: (metadata: StoredMetadata) => boolean,
+  ): Promise<number> {
+    return this.writes.runExclusive(async () => {
+      const expired = [...this.index.entries()].filter(([, entry]) =>
+        isExpired(entry.metadata),
+      );
+      for (const [key, entry] of expired) {
+        this.index.delete(key);
+        await this.removeFiles(key, entry);
+      }
+      return expired.length;
+    });
   }
 
   /** Proves the directory can take a write now: creates, syncs and removes a small file. */
@@ -174,23 +266,83 @@ export class DiskStore implements OnModuleInit {
     }
   }
 
-  /** Removes what an interrupted write left behind: temporary files and bodies that no metadata names. */
-  private async sweep(): Promise<void> {
+  /**
+   * Makes room for `bytes` more: evicts least-recently-used entries until the stored entries,
+   * the new one and the probe's reserve fit the budget. Runs inside a write's turn.
+   */
+  private async makeRoom(bytes: number): Promise<void> {
+    const limit = this.maxBytes - PROBE_RESERVE_BYTES;
+    while (this.index.size > 0 && this.index.calculatedSize + bytes > limit) {
+      const key = this.index.rkeys().next().value as string;
+      const entry = this.index.peek(key);
+      this.index.delete(key);
+      if (entry) {
+        await this.removeFiles(key, entry);
+      }
+    }
+  }
+
+  /**
+   * Rebuilds the index from the metadata files, and removes what an interrupted write left
+   * behind (temporary files, bodies no metadata names) and what cannot be used (unreadable
+   * metadata, a missing or wrongly sized body). The entries fetched longest ago count as the
+   * least recently used. If they exceed the budget (it was lowered), the oldest are removed.
+   */
+  private async rebuildIndex(): Promise<void> {
     const names = await readdir(this.directory);
-    const referenced = new Set<string>();
+    const found: IndexEntry[] = [];
     for (const name of names.filter((entry) =>
       entry.endsWith(METADATA_SUFFIX),
     )) {
+      const path = join(this.directory, name);
       try {
-        const metadata = await readMetadata(join(this.directory, name));
-        referenced.add(metadata.bodyFile);
+        const metadataText = await readFile(path, 'utf8');
+        const metadata = metadataSchema.parse(JSON.parse(metadataText));
+        if (name !== `${this.baseName(metadata.key)}${METADATA_SUFFIX}`) {
+          throw new Error(`it names key ${JSON.stringify(metadata.key)}`);
+        }
+        const body = await stat(join(this.directory, metadata.bodyFile));
+        if (body.size !== metadata.bytes) {
+          throw new Error(
+            `its body has ${body.size} bytes, not ${metadata.bytes}`,
+          );
+        }
+        found.push({
+          metadata,
+          diskBytes:
+            blocks(body.size) + blocks(Buffer.byteLength(metadataText)),
+        });
       } catch (error) {
         this.logger.warn(
-          `Removing unreadable metadata ${name}: ${errorMessage(error)}`,
+          `Removing unusable metadata ${name}: ${errorMessage(error)}`,
         );
-        await rm(join(this.directory, name), { force: true });
+        await rm(path, { force: true });
       }
     }
+    // Newest first: keep what fits the budget (it may have been lowered), remove the rest.
+    found.sort((a, b) =>
+      b.metadata.fetchedAt.localeCompare(a.metadata.fetchedAt),
+    );
+    const kept: IndexEntry[] = [];
+    let keptBytes = 0;
+    for (const entry of found) {
+      if (keptBytes + entry.diskBytes <= this.maxBytes - PROBE_RESERVE_BYTES) {
+        kept.push(entry);
+        keptBytes += entry.diskBytes;
+      } else {
+        await this.removeFiles(entry.metadata.key, entry);
+      }
+    }
+    if (kept.length < found.length) {
+      this.logger.log(
+        `Removed the ${found.length - kept.length} oldest image(s) to fit CACHE_DISK_MAX_SIZE (${this.maxBytes} bytes)`,
+      );
+    }
+    this.index.clear();
+    for (const entry of kept.reverse()) {
+      this.index.set(entry.metadata.key, entry);
+    }
+    const referenced = new Set(kept.map((entry) => entry.metadata.bodyFile));
     const leftovers = names.filter(
       (name) =>
         name.endsWith(TEMP_SUFFIX) ||
@@ -205,31 +357,29 @@ export class DiskStore implements OnModuleInit {
       );
     }
     this.logger.log(
-      `Cache directory ${this.directory} holds ${referenced.size} stored image(s)`,
+      `Cache directory ${this.directory} holds ${this.index.size} stored image(s), ${this.index.calculatedSize} of ${this.maxBytes} bytes`,
     );
-  }
-
-  private async readBodyFileName(key: string): Promise<string | undefined> {
-    try {
-      return (await readMetadata(this.metadataPath(key))).bodyFile;
-    } catch {
-      return undefined;
-    }
   }
 
   private async discard(
     key: string,
+    entry: IndexEntry,
     reason: string,
-    bodyFile?: string,
   ): Promise<undefined> {
     this.logger.warn(
       `Discarding stored image ${JSON.stringify(key)}: ${reason}`,
     );
-    await rm(this.metadataPath(key), { force: true });
-    if (bodyFile) {
-      await rm(join(this.directory, bodyFile), { force: true });
+    if (this.index.peek(key) === entry) {
+      this.index.delete(key);
     }
+    await this.removeFiles(key, entry);
     return undefined;
+  }
+
+  /** Metadata first: a crash in between leaves only a body that no metadata names, swept at start. */
+  private async removeFiles(key: string, entry: IndexEntry): Promise<void> {
+    await rm(this.metadataPath(key), { force: true });
+    await rm(join(this.directory, entry.metadata.bodyFile), { force: true });
   }
 
   private metadataPath(key: string): string {
@@ -242,15 +392,11 @@ export class DiskStore implements OnModuleInit {
   }
 }
 
-/** A metadata file, trusted only once it matches the schema. */
-async function readMetadata(path: string): Promise<StoredMetadata> {
-  return metadataSchema.parse(JSON.parse(await readFile(path, 'utf8')));
-}
-
 export function sha256Hex(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-function isNotFound(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+/** Disk space of a file of `bytes`, in whole blocks. */
+function blocks(bytes: number): number {
+  return Math.ceil(bytes / BLOCK_BYTES) * BLOCK_BYTES;
 }

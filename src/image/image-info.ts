@@ -1,5 +1,7 @@
 /** The body of `GET /image/info`. */
 export interface ImageInfo {
+  /** The cache key of the variant, e.g. `1200x1200` or `800x600-grayscale-blur2.webp`. */
+  readonly key: string;
   /** Picsum's id of the image, or `null` when the upstream did not send one. */
   readonly id: string | null;
   readonly contentType: string;

@@ -4,58 +4,68 @@ import {
   Header,
   Headers,
   NotFoundException,
+  Query,
   Res,
 } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { CacheService } from './cache.service';
 import { ifNoneMatchMatches } from './conditional-request';
 import type { ImageInfo } from './image-info';
+import { type ImageVariant, variantKey } from './image-variant';
+import { ImageVariantPipe } from './image-variant.pipe';
+import { UpstreamBusyException } from './upstream-busy.exception';
 
 @Controller('image')
 export class ImageController {
   constructor(private readonly cache: CacheService) {}
 
-  /** Serves the cached image (HEAD is answered by the same route, without the body). */
+  /** Serves the cached image of a variant (HEAD is answered by the same route, without the body). */
   @Get()
   async getImage(
+    @Query(ImageVariantPipe) variant: ImageVariant,
     @Headers('if-none-match') ifNoneMatch: string | undefined,
     @Res() reply: FastifyReply,
   ): Promise<FastifyReply> {
-    const { image, status } = await this.cache.getImage(this.cache.defaultSize);
+    let lookup;
+    try {
+      lookup = await this.cache.getImage(variant);
+    } catch (error) {
+      if (error instanceof UpstreamBusyException) {
+        void reply.header('retry-after', String(error.retryAfterSeconds));
+      }
+      throw error;
+    }
+    const { image, status } = lookup;
     const freshness = this.cache.freshness(image);
     // A cache downstream counts freshness as max-age minus Age, so max-age carries the whole
     // lifetime and Age the time already spent; a stale image must not be reused at all.
     const maxAge = freshness.stale ? 0 : freshness.ttlSeconds;
-    void reply
-      .header('ETag', image.etag)
-      .header('Last-Modified', image.lastModified)
-      .header('Cache-Control', `public, max-age=${maxAge}`)
-      .header('Age', String(freshness.ageSeconds))
-      .header('X-Cache', status);
-    if (image.picsumId) {
-      void reply.header('X-Picsum-Id', image.picsumId);
-    }
+    void reply.headers(image.validatorHeaders).headers({
+      'cache-control': `public, max-age=${maxAge}`,
+      age: String(freshness.ageSeconds),
+      'x-cache': status,
+    });
     if (ifNoneMatchMatches(ifNoneMatch, image.etag)) {
       return reply.code(304).send();
     }
-    return reply
-      .header('Content-Type', image.contentType)
-      .header('Content-Length', String(image.body.length))
-      .send(image.body);
+    return reply.headers(image.bodyHeaders).send(image.body);
   }
 
-  /** Describes the cached image without ever fetching one. */
+  /** Describes the cached image of a variant without ever fetching one. */
   @Get('info')
   @Header('Cache-Control', 'no-store')
-  async getInfo(): Promise<ImageInfo> {
-    const image = await this.cache.peek(this.cache.defaultSize);
+  async getInfo(
+    @Query(ImageVariantPipe) variant: ImageVariant,
+  ): Promise<ImageInfo> {
+    const image = await this.cache.peek(variant);
     if (!image) {
       throw new NotFoundException(
-        'No image is cached yet; GET /image fetches one',
+        `No image is cached yet for ${variantKey(variant)}; GET /image with the same parameters fetches one`,
       );
     }
     const freshness = this.cache.freshness(image);
     return {
+      key: image.key,
       id: image.picsumId ?? null,
       contentType: image.contentType,
       bytes: image.body.length,

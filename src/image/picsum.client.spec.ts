@@ -5,7 +5,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { FakePicsum } from '../../test/fake-picsum/fake-picsum.server';
 import { upstreamConfig } from '../config/upstream.config';
-import { PicsumClient } from './picsum.client';
+import type { ImageVariant } from './image-variant';
+import { PicsumClient, upstreamPath } from './picsum.client';
 
 async function createClient(baseUrl: string): Promise<PicsumClient> {
   const moduleRef = await Test.createTestingModule({
@@ -39,7 +40,13 @@ async function closedPort(): Promise<number> {
 
 describe(PicsumClient.name, () => {
   const upstream = new FakePicsum();
-  const size = { width: 300, height: 200 };
+  const size: ImageVariant = {
+    width: 300,
+    height: 200,
+    grayscale: false,
+    blur: 0,
+    format: 'jpg',
+  };
   let client: PicsumClient;
 
   beforeAll(async () => {
@@ -48,6 +55,39 @@ describe(PicsumClient.name, () => {
 
   afterEach(() => upstream.reset());
   afterAll(() => upstream.stop());
+
+  it.each([
+    [{}, '/300/200'],
+    [{ grayscale: true }, '/300/200?grayscale'],
+    [{ blur: 3 }, '/300/200?blur=3'],
+    [
+      { format: 'webp' as const, grayscale: true, blur: 10 },
+      '/300/200.webp?grayscale&blur=10',
+    ],
+  ])('asks Picsum for variant %j at %s', (options, path) => {
+    expect(upstreamPath({ ...size, ...options })).toBe(path);
+  });
+
+  it('fetches a WebP variant with its options through the redirect', async () => {
+    const variant = {
+      ...size,
+      format: 'webp' as const,
+      grayscale: true,
+      blur: 2,
+    };
+
+    const image = await client.fetchImage(variant);
+
+    expect(image.contentType).toBe('image/webp');
+    expect(image.source).toBe(
+      `${upstream.baseUrl}/id/${image.picsumId}/300/200.webp?grayscale&blur=2`,
+    );
+    expect(
+      image.body.equals(
+        upstream.image(Number(image.picsumId), 300, 200, variant),
+      ),
+    ).toBe(true);
+  });
 
   it('follows the redirect and returns the image with its Picsum id and final URL', async () => {
     const image = await client.fetchImage(size);

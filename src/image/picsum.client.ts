@@ -13,6 +13,7 @@ import { firstValueFrom } from 'rxjs';
 import { errorMessage } from '../common/error-message';
 import { upstreamConfig } from '../config/upstream.config';
 import { detectImageFormat } from './image-signature';
+import type { ImageVariant } from './image-variant';
 
 const MAX_REDIRECTS = 5;
 
@@ -23,11 +24,6 @@ export interface UpstreamImage {
   readonly picsumId?: string;
   /** The URL the body came from, after redirects. */
   readonly source: string;
-}
-
-export interface ImageSize {
-  readonly width: number;
-  readonly height: number;
 }
 
 /**
@@ -45,8 +41,8 @@ export class PicsumClient {
     private readonly config: ConfigType<typeof upstreamConfig>,
   ) {}
 
-  async fetchImage({ width, height }: ImageSize): Promise<UpstreamImage> {
-    const url = `${this.config.baseUrl}/${width}/${height}`;
+  async fetchImage(variant: ImageVariant): Promise<UpstreamImage> {
+    const url = `${this.config.baseUrl}${upstreamPath(variant)}`;
     const startedAt = performance.now();
     const response = await this.get(url);
     const image = this.validate(url, response);
@@ -166,4 +162,17 @@ function finalUrl(response: AxiosResponse): string | undefined {
     { res?: { responseUrl?: unknown } } | undefined;
   const url = request?.res?.responseUrl;
   return typeof url === 'string' ? url : undefined;
+}
+
+/**
+ * Picsum's URL for a variant: `/{width}/{height}`, `.webp` for WebP (JPEG needs no extension),
+ * `grayscale` and `blur` as query parameters.
+ */
+export function upstreamPath(variant: ImageVariant): string {
+  const extension = variant.format === 'webp' ? '.webp' : '';
+  const query = [
+    ...(variant.grayscale ? ['grayscale'] : []),
+    ...(variant.blur > 0 ? [`blur=${variant.blur}`] : []),
+  ];
+  return `/${variant.width}/${variant.height}${extension}${query.length > 0 ? `?${query.join('&')}` : ''}`;
 }

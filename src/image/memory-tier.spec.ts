@@ -1,0 +1,80 @@
+import { createCachedImage, type CachedImage } from './cached-image';
+import { MemoryTier } from './memory-tier';
+
+const KIB = 1024;
+
+function imageOf(key: string, bytes: number): CachedImage {
+  return createCachedImage({
+    key,
+    body: Buffer.alloc(bytes, 1),
+    contentType: 'image/jpeg',
+    sha256: '0'.repeat(64),
+    fetchedAt: 0,
+    source: 'http://upstream/',
+  });
+}
+
+function tierOf(memoryMaxBytes: number): MemoryTier {
+  return new MemoryTier({ memoryMaxBytes } as ConstructorParameters<
+    typeof MemoryTier
+  >[0]);
+}
+
+describe(MemoryTier.name, () => {
+  it('stays within its byte budget, evicting the least recently used', () => {
+    const tier = tierOf(3 * (100 * KIB + 2 * KIB));
+    for (const key of ['a', 'b', 'c']) {
+      tier.set(imageOf(key, 100 * KIB));
+    }
+    tier.get('a');
+
+    tier.set(imageOf('d', 100 * KIB));
+
+    expect(['a', 'b', 'c', 'd'].filter((key) => tier.get(key))).toEqual([
+      'a',
+      'c',
+      'd',
+    ]);
+    expect(tier.bytes).toBeLessThanOrEqual(3 * (100 * KIB + 2 * KIB));
+  });
+
+  it('counts an entry by its body plus a fixed overhead', () => {
+    const tier = tierOf(10 * 1024 * KIB);
+    const image = imageOf('key', 5000);
+
+    tier.set(image);
+
+    expect(tier.bytes).toBe(MemoryTier.sizeOf(image));
+    expect(MemoryTier.sizeOf(image)).toBeGreaterThan(5000);
+    expect(MemoryTier.sizeOf(image)).toBeLessThan(5000 + 2 * KIB);
+  });
+
+  it('skips an image larger than the whole budget instead of emptying itself for it', () => {
+    const tier = tierOf(200 * KIB);
+    tier.set(imageOf('small', 10 * KIB));
+
+    tier.set(imageOf('huge', 300 * KIB));
+
+    expect(tier.get('huge')).toBeUndefined();
+    expect(tier.get('small')).toBeDefined();
+  });
+
+  it('holds nothing with a budget of 0', () => {
+    const tier = tierOf(0);
+
+    tier.set(imageOf('a', 10));
+
+    expect(tier.get('a')).toBeUndefined();
+    expect(tier.size).toBe(0);
+  });
+
+  it('keeps the headers precomputed with the body', () => {
+    const tier = tierOf(1024 * KIB);
+    tier.set(imageOf('a', 10));
+
+    expect(tier.get('a')?.bodyHeaders).toEqual({
+      'content-type': 'image/jpeg',
+      'content-length': '10',
+    });
+  });
+});

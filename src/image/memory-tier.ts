@@ -1,0 +1,58 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { LRUCache } from 'lru-cache';
+import { cacheConfig } from '../config/cache.config';
+import type { CachedImage } from './cached-image';
+
+/** What an entry costs beyond its body: the object, its strings and precomputed headers. */
+const ENTRY_OVERHEAD_BYTES = 1024;
+
+/**
+ * The first tier: ready-to-send images in memory, bounded by `CACHE_MEMORY_MAX_SIZE` bytes and
+ * evicting the least recently used. Entries carry no expiry of their own: freshness is always
+ * counted from the original fetch, so an entry promoted from disk keeps only the time it had
+ * left. A budget of 0 turns the tier off.
+ */
+@Injectable()
+export class MemoryTier {
+  private readonly entries?: LRUCache<string, CachedImage>;
+
+  constructor(@Inject(cacheConfig.KEY) config: ConfigType<typeof cacheConfig>) {
+    if (config.memoryMaxBytes > 0) {
+      this.entries = new LRUCache<string, CachedImage>({
+        maxSize: config.memoryMaxBytes,
+        sizeCalculation: (image) => MemoryTier.sizeOf(image),
+      });
+    }
+  }
+
+  static sizeOf(image: CachedImage): number {
+    return image.body.length + image.key.length + ENTRY_OVERHEAD_BYTES;
+  }
+
+  get(key: string): CachedImage | undefined {
+    return this.entries?.get(key);
+  }
+
+  /** Keeps `image`, unless it alone is larger than the whole budget. */
+  set(image: CachedImage): void {
+    this.entries?.set(image.key, image);
+  }
+
+  delete(key: string): void {
+    this.entries?.delete(key);
+  }
+
+  /** Bytes held, as the budget counts them. */
+  get bytes(): number {
+    return this.entries?.calculatedSize ?? 0;
+  }
+
+  get size(): number {
+    return this.entries?.size ?? 0;
+  }
+
+  keys(): string[] {
+    return this.entries ? [...this.entries.keys()] : [];
+  }
+}
