@@ -167,6 +167,27 @@ describe('the Helm chart helm/image-cache', () => {
     ).toBe('31536000');
   });
 
+  it('sets CACHE_DISK_MAX_SIZE to 90% of the emptyDir sizeLimit unless cache.diskMaxSize is set', async () => {
+    const diskMaxSize = async (values: object) =>
+      configOf(await render(values)).CACHE_DISK_MAX_SIZE;
+
+    expect(await diskMaxSize({})).toBe(String(Math.floor(0.9 * 2 ** 30)));
+    expect(
+      await diskMaxSize({ cache: { emptyDir: { sizeLimit: '500M' } } }),
+    ).toBe('450000000');
+    expect(
+      await diskMaxSize({ cache: { emptyDir: { sizeLimit: '256Mi' } } }),
+    ).toBe(String(Math.floor(0.9 * 256 * 2 ** 20)));
+    expect(await diskMaxSize({ cache: { diskMaxSize: '100Mi' } })).toBe(
+      '100Mi',
+    );
+    expect(configOf(await render()).CACHE_MEMORY_MAX_SIZE).toBe('64Mi');
+    expect(
+      configOf(await render({ cache: { memoryMaxSize: '128Mi' } }))
+        .CACHE_MEMORY_MAX_SIZE,
+    ).toBe('128Mi');
+  });
+
   it('passes the other settings through the ConfigMap the container reads', async () => {
     const objects = await render({
       cache: { staleIfErrorSeconds: 0 },
@@ -182,6 +203,8 @@ describe('the Helm chart helm/image-cache', () => {
       PICSUM_BASE_URL: 'http://mirror.internal',
       UPSTREAM_TIMEOUT_MS: '2500',
       UPSTREAM_MAX_BYTES: '20971520',
+      UPSTREAM_MAX_CONCURRENCY: '8',
+      CACHE_CLEANUP_INTERVAL_SECONDS: '600',
       IMAGE_WIDTH: '800',
       IMAGE_HEIGHT: '600',
     });
@@ -323,6 +346,16 @@ describe('the Helm chart helm/image-cache', () => {
       'a sizeLimit that is not a quantity',
       { cache: { emptyDir: { sizeLimit: 'lots' } } },
       /sizeLimit/,
+    ],
+    [
+      'a fractional sizeLimit, which the disk budget cannot be derived from',
+      { cache: { emptyDir: { sizeLimit: '1.5Gi' } } },
+      /sizeLimit/,
+    ],
+    [
+      'a memoryMaxSize in the wrong unit',
+      { cache: { memoryMaxSize: '64MB' } },
+      /memoryMaxSize/,
     ],
   ])(
     'rejects %s through values.schema.json',

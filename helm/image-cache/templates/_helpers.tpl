@@ -67,3 +67,22 @@ The container image, tagged with image.tag or else the chart's appVersion.
 {{- define "image-cache.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
+
+{{/*
+CACHE_DISK_MAX_SIZE: cache.diskMaxSize when set, else 90% of cache.emptyDir.sizeLimit in bytes,
+so the cache stays clear of the limit at which the kubelet evicts the pod.
+*/}}
+{{- define "image-cache.diskMaxSize" -}}
+{{- if .Values.cache.diskMaxSize }}
+{{- .Values.cache.diskMaxSize }}
+{{- else }}
+{{- $limit := toString .Values.cache.emptyDir.sizeLimit }}
+{{- $number := regexFind "^[0-9]+" $limit }}
+{{- $suffix := trimPrefix $number $limit }}
+{{- $multipliers := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- if not (hasKey $multipliers $suffix) }}
+{{- fail (printf "cache.emptyDir.sizeLimit %q is not a whole number of bytes with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix" $limit) }}
+{{- end }}
+{{- div (mul (int64 $number) (int64 (get $multipliers $suffix)) 9) 10 }}
+{{- end }}
+{{- end }}
