@@ -1,0 +1,224 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, Socket } from 'node:net';
+import { dirname, join } from 'node:path';
+
+export const ROOT = join(__dirname, '..');
+
+/** One server under test, started on 127.0.0.1. */
+export interface BenchServer {
+  readonly name: string;
+  readonly url: string;
+  /** Peak resident memory of all its processes so far, in bytes (VmHWM). */
+  peakRss(): number;
+  /**
+   * Peak anonymous resident memory (heap, buffers), sampled every 50 ms: RSS without the
+   * file-backed pages of the executable and its libraries (about 50 MB for node).
+   */
+  peakAnonRss(): number;
+  stop(): Promise<void>;
+}
+
+/** A port the OS picked as free on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (address === null || typeof address === 'string') {
+    throw new Error('no port');
+  }
+  return address.port;
+}
+
+/** The service itself: the built `dist/main.js`, in production mode. */
+export async function startService(
+  name: string,
+  upstream: string,
+  cacheDir: string,
+  env: Record<string, string> = {},
+): Promise<BenchServer> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], {
+    env: {
+      PATH: process.env.PATH,
+      NODE_ENV: 'production',
+      NO_COLOR: '1',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      CACHE_DIR: cacheDir,
+      PICSUM_BASE_URL: upstream,
+      CACHE_TTL_SECONDS: '3600',
+      SHUTDOWN_DRAIN_MS: '0',
+      // To compare V8 settings: BENCH_NODE_OPTIONS="--max-semi-space-size=8" npm run bench
+      ...(process.env.BENCH_NODE_OPTIONS
+        ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS }
+        : {}),
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return processServer(name, child, port);
+}
+
+/** The naive baseline: NestJS on Express, reading the file from disk on every request. */
+export async function startNaive(
+  upstream: string,
+  cacheDir: string,
+): Promise<BenchServer> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      '-r',
+      'ts-node/register/transpile-only',
+      join(ROOT, 'bench', 'naive', 'main.ts'),
+    ],
+    {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH,
+        NODE_ENV: 'production',
+        TS_NODE_PROJECT: join(ROOT, 'tsconfig.json'),
+        NAIVE_UPSTREAM: upstream,
+        NAIVE_DIR: cacheDir,
+        NAIVE_PORT: String(port),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  return processServer('naive (Nest on Express, disk)', child, port);
+}
+
+/** nginx from Debian as a proxy_cache, one worker process, configured by bench/nginx.conf. */
+export async function startNginx(
+  upstreamPort: number,
+  prefix: string,
+): Promise<BenchServer> {
+  const port = await freePort();
+  // nginx's worker drops root for an unprivileged user, which must reach its cache and
+  // temporary directories under our private work directory.
+  for (const directory of [dirname(prefix), prefix]) {
+    mkdirSync(directory, { recursive: true });
+    chmodSync(directory, 0o755);
+  }
+  for (const name of [
+    'cache',
+    'proxy_temp',
+    'client_body',
+    'fastcgi_temp',
+    'uwsgi_temp',
+    'scgi_temp',
+  ]) {
+    mkdirSync(join(prefix, name), { recursive: true });
+    chmodSync(join(prefix, name), 0o777);
+  }
+  const config = readFileSync(join(ROOT, 'bench', 'nginx.conf'), 'utf8')
+    .replaceAll('{{PREFIX}}', prefix)
+    .replaceAll('{{PORT}}', String(port))
+    .replaceAll('{{UPSTREAM_PORT}}', String(upstreamPort));
+  const configFile = join(prefix, 'nginx.conf');
+  writeFileSync(configFile, config);
+  const child = spawn('nginx', ['-p', prefix, '-c', configFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return processServer('nginx proxy_cache', child, port);
+}
+
+async function processServer(
+  name: string,
+  child: ChildProcess,
+  port: number,
+): Promise<BenchServer> {
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<void>((resolve) =>
+    child.on('exit', () => resolve()),
+  );
+  const deadline = Date.now() + 30_000;
+  while (!(await accepts(port))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${name} did not start:\n${output}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const pid = child.pid as number;
+  const processes = () => [pid, ...childrenOf(pid)];
+  let peak = 0;
+  let peakAnon = 0;
+  const sampler = setInterval(() => {
+    const anon = processes().reduce(
+      (sum, each) => sum + statusKilobytes(each, 'RssAnon'),
+      0,
+    );
+    peakAnon = Math.max(peakAnon, anon);
+  }, 50);
+  sampler.unref();
+  return {
+    name,
+    url: `http://127.0.0.1:${port}`,
+    peakRss: () => {
+      const now = processes().reduce(
+        (sum, each) => sum + statusKilobytes(each, 'VmHWM'),
+        0,
+      );
+      peak = Math.max(peak, now);
+      return peak;
+    },
+    peakAnonRss: () => peakAnon,
+    stop: async () => {
+      clearInterval(sampler);
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.connect(port, '127.0.0.1');
+  });
+}
+
+/** A memory figure of /proc/<pid>/status (VmHWM, RssAnon, ...), in bytes; 0 once the process is gone. */
+function statusKilobytes(pid: number, field: string): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** The first line a command prints of its version (on stdout or stderr), or `not found`. */
+export function versionOf(command: string, args: string[]): string {
+  const result = spawnSync(command, args, { encoding: 'utf8' });
+  if (result.error) {
+    return `${command}: not found`;
+  }
+  const output = `${result.stdout}\n${result.stderr}`.trim();
+  return output.split('\n')[0].trim();
+}
