@@ -4,16 +4,11 @@
  * and writes it to bench/RESULTS.md. Settings: BENCH_ROUNDS (5), BENCH_SECONDS (4),
  * BENCH_WARMUP_SECONDS (3).
  */
-import {
-  mkdtempSync,
-  readdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakePicsum } from '../test/fake-picsum/fake-picsum.server';
+import { diskUsage } from '../test/support/disk-usage';
 import {
   type BenchServer,
   ROOT,
@@ -209,13 +204,16 @@ async function largeWorkingSet(upstream: FakePicsum, work: string) {
       weights: Array.from({ length: 1000 }, () => 1),
     };
     let peakDisk = 0;
-    const sampler = setInterval(
-      () => (peakDisk = Math.max(peakDisk, diskUsage(cacheDir))),
-      20,
-    );
+    let loading = true;
+    const sampling = (async () => {
+      while (loading) {
+        peakDisk = Math.max(peakDisk, await diskUsage(cacheDir));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
     const result = await runWrk(server.url, mix, 16, SECONDS * 2, work);
-    clearInterval(sampler);
-    peakDisk = Math.max(peakDisk, diskUsage(cacheDir));
+    loading = false;
+    await sampling;
     const rss = server.peakRss();
     const anonRss = server.peakAnonRss();
     log(
@@ -231,27 +229,6 @@ async function largeWorkingSet(upstream: FakePicsum, work: string) {
     };
   } finally {
     await server.stop();
-  }
-}
-
-/** Disk space of a directory's files, in whole 4 KiB blocks, as the kubelet counts an emptyDir. */
-function diskUsage(directory: string): number {
-  let total = 0;
-  for (const name of safeReaddir(directory)) {
-    try {
-      total += Math.ceil(statSync(join(directory, name)).size / 4096) * 4096;
-    } catch {
-      // removed while we looked
-    }
-  }
-  return total;
-}
-
-function safeReaddir(directory: string): string[] {
-  try {
-    return readdirSync(directory);
-  } catch {
-    return [];
   }
 }
 

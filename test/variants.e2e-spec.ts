@@ -1,24 +1,10 @@
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import request from 'supertest';
 import type { App } from 'supertest/types';
 import { FakePicsum } from './fake-picsum/fake-picsum.server';
+import { diskUsage } from './support/disk-usage';
 import { makeCacheDir, startTestApp, type TestApp } from './support/test-app';
 
-const BLOCK = 4096;
 const MIB = 1024 * 1024;
-
-/** What a directory takes on disk, in whole blocks, as the kubelet measures an emptyDir. */
-async function diskUsage(directory: string): Promise<number> {
-  let total = 0;
-  for (const name of await readdir(directory).catch(() => [])) {
-    const { size } = await stat(join(directory, name)).catch(() => ({
-      size: 0,
-    }));
-    total += Math.ceil(size / BLOCK) * BLOCK;
-  }
-  return total;
-}
 
 /**
  * Image variants through query parameters, the two byte-bounded tiers, the disk index across

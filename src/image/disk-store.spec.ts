@@ -1,14 +1,8 @@
 import { Test } from '@nestjs/testing';
-import {
-  mkdtemp,
-  readdir,
-  readFile,
-  rm,
-  stat,
-  writeFile,
-} from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { diskUsage } from '../../test/support/disk-usage';
 import { cacheConfig } from '../config/cache.config';
 import { type CachedImage, createCachedImage } from './cached-image';
 import { DiskStore, sha256Hex } from './disk-store';
@@ -19,18 +13,6 @@ const BLOCK = 4096;
 const ENTRY = 2 * BLOCK;
 /** A budget that holds `entries` small entries, plus the block kept for the readiness probe. */
 const budgetFor = (entries: number) => BLOCK + entries * ENTRY;
-
-/** What the directory takes on disk, in whole blocks, temporary files included. */
-async function diskUsage(directory: string): Promise<number> {
-  let total = 0;
-  for (const name of await readdir(directory)) {
-    const { size } = await stat(join(directory, name)).catch(() => ({
-      size: 0,
-    }));
-    total += Math.ceil(size / BLOCK) * BLOCK;
-  }
-  return total;
-}
 
 function imageOf(
   key: string,

@@ -79,7 +79,7 @@ function containerOf(objects: Manifest[]): Container {
   return deploymentOf(objects).spec.template.spec.containers[0];
 }
 
-/** Validates rendered YAML with kubernetes-models (an ESM script, run by Node). */
+/** Validates rendered YAML with kubernetes-models, through the standalone script. */
 function validate(yaml: string) {
   return run(process.execPath, [VALIDATOR], yaml);
 }

@@ -3,7 +3,7 @@
 // the Kubernetes API's OpenAPI schemas, with the `kubernetes-models` package:
 //   helm template ... | node test/chart/validate-manifests.mjs
 // Prints one line per object and exits 1 if any object is invalid or of a kind it has no
-// model for. kubernetes-models is ESM-only, hence a .mjs script beside the CommonJS specs.
+// model for. A standalone script, so it checks any rendered output, not only the specs'.
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
 
