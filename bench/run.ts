@@ -120,8 +120,18 @@ async function main(): Promise<void> {
       service.name,
     );
     process.stdout.write(`\n${report}`);
-    writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), report);
-    log('wrote bench/RESULTS.md');
+    // A shortened run is for trying things out; only a full one replaces the recorded results.
+    const shortened = [
+      'BENCH_ROUNDS',
+      'BENCH_SECONDS',
+      'BENCH_WARMUP_SECONDS',
+    ].some((name) => process.env[name] !== undefined);
+    if (shortened) {
+      log('BENCH_* settings changed: bench/RESULTS.md left as it was');
+    } else {
+      writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), report);
+      log('wrote bench/RESULTS.md');
+    }
   } finally {
     for (const server of servers) {
       await server.stop();
