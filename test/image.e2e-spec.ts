@@ -18,7 +18,8 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
       PICSUM_BASE_URL: upstream.baseUrl,
       CACHE_TTL_SECONDS: String(TTL_SECONDS),
       UPSTREAM_RETRY_AFTER_SECONDS: String(RETRY_AFTER_SECONDS),
-      UPSTREAM_TIMEOUT_MS: '500',
+      // Well above the fake's delays, so a slow shared machine never turns a test's fetch into a 504.
+      UPSTREAM_TIMEOUT_MS: '2000',
       UPSTREAM_MAX_BYTES: String(256 * 1024),
       ...env,
     });
@@ -161,6 +162,8 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
     });
 
     it('answers 504 when the upstream does not answer in time', async () => {
+      await service.close();
+      await start({ UPSTREAM_TIMEOUT_MS: '500' });
       upstream.mode = 'hang';
 
       const response = await request(http).get('/image').expect(504);

@@ -8,7 +8,14 @@ import { upstreamConfig } from '../config/upstream.config';
 import type { ImageVariant } from './image-variant';
 import { PicsumClient, upstreamPath } from './picsum.client';
 
-async function createClient(baseUrl: string): Promise<PicsumClient> {
+/** The deadline of the timeout tests: short, so they run fast. */
+const SHORT_TIMEOUT_MS = 300;
+
+async function createClient(
+  baseUrl: string,
+  // Generous by default, so that a slow shared machine never turns another failure into a 504.
+  timeoutMs = 10_000,
+): Promise<PicsumClient> {
   const moduleRef = await Test.createTestingModule({
     imports: [HttpModule],
     providers: [
@@ -19,7 +26,7 @@ async function createClient(baseUrl: string): Promise<PicsumClient> {
           baseUrl,
           imageWidth: 1200,
           imageHeight: 1200,
-          timeoutMs: 300,
+          timeoutMs,
           maxBytes: 64 * 1024,
           retryAfterSeconds: 10,
         },
@@ -48,9 +55,12 @@ describe(PicsumClient.name, () => {
     format: 'jpg',
   };
   let client: PicsumClient;
+  let impatientClient: PicsumClient;
 
   beforeAll(async () => {
-    client = await createClient(await upstream.start());
+    const baseUrl = await upstream.start();
+    client = await createClient(baseUrl);
+    impatientClient = await createClient(baseUrl, SHORT_TIMEOUT_MS);
   });
 
   afterEach(() => upstream.reset());
@@ -107,7 +117,7 @@ describe(PicsumClient.name, () => {
   it('turns a deadline that passes into a 504 naming UPSTREAM_TIMEOUT_MS', async () => {
     upstream.mode = 'hang';
 
-    const fetching = client.fetchImage(size);
+    const fetching = impatientClient.fetchImage(size);
 
     await expect(fetching).rejects.toThrow(GatewayTimeoutException);
     await expect(fetching).rejects.toThrow('UPSTREAM_TIMEOUT_MS (300 ms)');
@@ -117,7 +127,7 @@ describe(PicsumClient.name, () => {
     // Each hop answers within the deadline on its own; the two together do not.
     upstream.delayMs = 200;
 
-    await expect(client.fetchImage(size)).rejects.toThrow(
+    await expect(impatientClient.fetchImage(size)).rejects.toThrow(
       GatewayTimeoutException,
     );
   });
