@@ -86,7 +86,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   /** The image to serve for `variant`, fetching it when nothing fresh is cached. */
   async getImage(variant: ImageVariant): Promise<CacheLookup> {
     const key = variantKey(variant);
-    const cached = this.memory.get(key) ?? (await this.peek(variant));
+    const cached = this.memory.get(key) ?? (await this.loadFromDisk(key));
     if (cached && !this.freshness(cached).stale) {
       this.disk.touch(key);
       return { image: cached, status: 'HIT' };
@@ -108,9 +108,13 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   /** The cached image for `variant`, fresh or stale, without ever calling the upstream. */
   async peek(variant: ImageVariant): Promise<CachedImage | undefined> {
     const key = variantKey(variant);
-    const inMemory = this.memory.get(key);
-    if (inMemory || !this.disk.has(key)) {
-      return inMemory;
+    return this.memory.get(key) ?? this.loadFromDisk(key);
+  }
+
+  /** Reads `key` from the disk, once for any number of callers, and promotes it into memory. */
+  private async loadFromDisk(key: string): Promise<CachedImage | undefined> {
+    if (!this.disk.has(key)) {
+      return undefined;
     }
     return this.diskLoads.run(key, async () => {
       const loaded = await this.disk.load(key);
@@ -140,12 +144,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     const now = this.clock.now();
     const lifetimeMs = (this.cache.ttlSeconds + staleIfErrorSeconds) * 1000;
     const isExpired = (fetchedAt: number) => now >= fetchedAt + lifetimeMs;
-    for (const key of this.memory.keys()) {
-      const image = this.memory.get(key);
-      if (image && isExpired(image.fetchedAt)) {
-        this.memory.delete(key);
-      }
-    }
+    this.memory.removeWhere((image) => isExpired(image.fetchedAt));
     try {
       const removed = await this.disk.removeWhere((metadata: StoredMetadata) =>
         isExpired(Date.parse(metadata.fetchedAt)),

@@ -177,8 +177,7 @@ export class DiskStore implements OnModuleInit {
         ...(image.picsumId ? { picsumId: image.picsumId } : {}),
       };
       const metadataText = JSON.stringify(metadata);
-      const diskBytes =
-        blocks(image.body.length) + blocks(Buffer.byteLength(metadataText));
+      const diskBytes = diskBytesOf(image.body.length, metadataText);
       if (diskBytes > this.maxBytes - PROBE_RESERVE_BYTES) {
         this.logger.warn(
           `Not storing ${image.key} on disk: ${diskBytes} bytes exceed CACHE_DISK_MAX_SIZE (${this.maxBytes} bytes)`,
@@ -309,8 +308,7 @@ export class DiskStore implements OnModuleInit {
         }
         found.push({
           metadata,
-          diskBytes:
-            blocks(body.size) + blocks(Buffer.byteLength(metadataText)),
+          diskBytes: diskBytesOf(body.size, metadataText),
         });
       } catch (error) {
         this.logger.warn(
@@ -396,7 +394,9 @@ export function sha256Hex(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/** Disk space of a file of `bytes`, in whole blocks. */
-function blocks(bytes: number): number {
-  return Math.ceil(bytes / BLOCK_BYTES) * BLOCK_BYTES;
+/** Disk space of an entry, its body of `bodyBytes` and its metadata file, in whole blocks. */
+function diskBytesOf(bodyBytes: number, metadataText: string): number {
+  const blocks = (bytes: number) =>
+    Math.ceil(bytes / BLOCK_BYTES) * BLOCK_BYTES;
+  return blocks(bodyBytes) + blocks(Buffer.byteLength(metadataText));
 }

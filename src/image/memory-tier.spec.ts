@@ -59,6 +59,24 @@ describe(MemoryTier.name, () => {
     expect(tier.get('small')).toBeDefined();
   });
 
+  it('removes the entries a predicate picks without counting the scan as a use', () => {
+    const tier = tierOf(3 * (100 * KIB + 2 * KIB));
+    for (const key of ['a', 'b', 'c']) {
+      tier.set(imageOf(key, 100 * KIB));
+    }
+
+    const removed = tier.removeWhere((image) => image.key === 'b');
+    tier.set(imageOf('d', 100 * KIB));
+    tier.set(imageOf('e', 100 * KIB));
+
+    expect(removed).toBe(1);
+    expect(['a', 'b', 'c', 'd', 'e'].filter((key) => tier.get(key))).toEqual([
+      'c',
+      'd',
+      'e',
+    ]);
+  });
+
   it('holds nothing with a budget of 0', () => {
     const tier = tierOf(0);
 

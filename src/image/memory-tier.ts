@@ -52,7 +52,12 @@ export class MemoryTier {
     return this.entries?.size ?? 0;
   }
 
-  keys(): string[] {
-    return this.entries ? [...this.entries.keys()] : [];
+  /** Removes the entries `isExpired` picks, without counting the check as a use. */
+  removeWhere(isExpired: (image: CachedImage) => boolean): number {
+    const expired = [...(this.entries?.values() ?? [])].filter(isExpired);
+    for (const image of expired) {
+      this.entries?.delete(image.key);
+    }
+    return expired.length;
   }
 }
