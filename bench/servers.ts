@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
+import { freePort } from '../test/support/free-port';
 
 export const ROOT = join(__dirname, '..');
 
@@ -17,18 +18,6 @@ export interface BenchServer {
    */
   peakAnonRss(): number;
   stop(): Promise<void>;
-}
-
-/** A port the OS picked as free on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') {
-    throw new Error('no port');
-  }
-  return address.port;
 }
 
 /** The service itself: the built `dist/main.js`, in production mode. */

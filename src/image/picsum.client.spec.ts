@@ -1,9 +1,8 @@
 import { HttpModule } from '@nestjs/axios';
 import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { FakePicsum } from '../../test/fake-picsum/fake-picsum.server';
+import { freePort } from '../../test/support/free-port';
 import { upstreamConfig } from '../config/upstream.config';
 import type { ImageVariant } from './image-variant';
 import { PicsumClient, upstreamPath } from './picsum.client';
@@ -34,15 +33,6 @@ async function createClient(
     ],
   }).compile();
   return moduleRef.get(PicsumClient);
-}
-
-/** A loopback port that nothing listens on: bound by the OS, then released. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 describe(PicsumClient.name, () => {
@@ -153,7 +143,7 @@ describe(PicsumClient.name, () => {
 
   it('refuses an unreachable upstream with a 502', async () => {
     const unreachable = await createClient(
-      `http://127.0.0.1:${await closedPort()}`,
+      `http://127.0.0.1:${await freePort()}`,
     );
 
     const fetching = unreachable.fetchImage(size);
