@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   createServer,
   type IncomingMessage,
@@ -9,12 +10,19 @@ import { encode } from 'jpeg-js';
 
 /**
  * How the fake upstream behaves:
- * - `ok`: like picsum.photos, a 302 to `/id/{id}/{w}/{h}.jpg`, then a JPEG
- * - `server-error`: 503 with an HTML body
+ * - `ok`: like picsum.photos, a 302 from the API host to an absolute URL on the image host
+ *   (`fastly.picsum.photos` there, a second port here) with an `hmac` query, then a JPEG
+ * - `server-error`: Picsum's own `500 text/plain "Something went wrong"`
  * - `html`: 200 `text/html`, like a captive portal or an error page
  * - `mislabeled`: 200 `image/jpeg` whose body is HTML
+ * - `svg`: 200 `image/svg+xml` with a script, its bytes 4-11 spelling `ftypavif`
+ * - `wrong-type`: a real JPEG labelled `image/png`
  * - `truncated`: announces the full Content-Length, sends half, closes the connection
+ * - `truncated-close`: no Content-Length, sends half, then closes cleanly (a close-delimited body)
  * - `oversized`: a valid JPEG start followed by `oversizedBytes` bytes, chunked
+ * - `foreign-redirect`: redirects to a host that is not the upstream's (127.0.0.2)
+ * - `bad-id`: a `Picsum-ID` header that is not a plain id
+ * - `image-host-reset`: the API host answers, the image host closes connections unanswered
  * - `hang`: accepts the connection and never answers
  * - `reset`: closes the connection without answering
  */
@@ -23,11 +31,20 @@ export type FakePicsumMode =
   | 'server-error'
   | 'html'
   | 'mislabeled'
+  | 'svg'
+  | 'wrong-type'
   | 'truncated'
+  | 'truncated-close'
   | 'oversized'
+  | 'foreign-redirect'
+  | 'bad-id'
+  | 'image-host-reset'
   | 'hang'
   | 'reset';
 
+/** Picsum's limits, and the text of its replies when they are broken. */
+const MAX_SIDE = 5000;
+const MAX_BLUR = 10;
 const IMAGE_PATH = /^\/id\/(\d+)\/(\d+)\/(\d+)\.(jpg|webp)$/;
 const SIZE_PATH = /^\/(\d+)(?:\/(\d+))?(?:\.(jpg|webp))?\/?$/;
 /** Modernizr's 1x1 lossless WebP: the fake's WebP bodies are real WebP images, if small ones. */
@@ -35,6 +52,12 @@ const TINY_WEBP = Buffer.from(
   'UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA==',
   'base64',
 );
+/** The stored XSS an earlier signature check let through. */
+export const SVG_WITH_SCRIPT = Buffer.from(
+  '<x  ftypavif="1" xmlns="http://www.w3.org/1999/xhtml"><script>document.title="pwned"</script></x>',
+);
+/** Drawn at the requested size up to this; larger sizes get a JPEG this big, to stay fast. */
+const MAX_DRAWN_SIDE = 1200;
 
 /** What Picsum varies an image by, besides its id and size. */
 export interface FakeImageOptions {
@@ -42,14 +65,26 @@ export interface FakeImageOptions {
   grayscale?: boolean;
   blur?: number;
 }
-/** The fake draws the JPEG no larger than this, whatever size was asked for, to stay fast. */
-const MAX_DRAWN_SIDE = 64;
 
-/** A local stand-in for picsum.photos, listening on 127.0.0.1 only. */
+/**
+ * JPEGs drawn once per size and options, shared by every fake in the process: drawing a
+ * 1200x1200 JPEG takes a while, and the id only goes into a comment segment.
+ */
+const drawnJpegs = new Map<string, Buffer>();
+
+/**
+ * A local stand-in for picsum.photos, listening on 127.0.0.1 only: the API host (`baseUrl`)
+ * and, on a second port, the image host (`imageBaseUrl`) its redirects point to.
+ */
 export class FakePicsum {
   mode: FakePicsumMode = 'ok';
   /** Delay before any answer, in milliseconds. */
   delayMs = 0;
+  /**
+   * Extra delay of the image host per megapixel, times (1 + blur), as Picsum's renderer takes
+   * longer for larger and blurrier variants. 0 turns it off.
+   */
+  renderMsPerMegapixel = 0;
   oversizedBytes = 1024 * 1024;
   /** When set, JPEGs are padded with comment segments to this many bytes, like real photos. */
   jpegBytes = 0;
@@ -60,37 +95,52 @@ export class FakePicsum {
   private nextId = 10;
   private readonly images = new Map<string, Buffer>();
   private readonly sockets = new Set<Socket>();
-  private readonly server: Server = createServer((request, response) => {
-    void this.handle(request, response);
+  private readonly apiServer: Server = createServer((request, response) => {
+    void this.handle(request, response, 'api');
+  });
+  private readonly imageServer: Server = createServer((request, response) => {
+    void this.handle(request, response, 'image');
   });
 
+  /** Starts both hosts; `port` is the API host's (0: any free one). Resolves with `baseUrl`. */
   async start(port = 0): Promise<string> {
-    this.server.on('connection', (socket) => {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-    });
-    await new Promise<void>((resolve) =>
-      this.server.listen(port, '127.0.0.1', resolve),
-    );
+    for (const server of [this.apiServer, this.imageServer]) {
+      server.on('connection', (socket) => {
+        this.sockets.add(socket);
+        socket.on('close', () => this.sockets.delete(socket));
+      });
+    }
+    await listen(this.apiServer, port);
+    await listen(this.imageServer, 0);
     return this.baseUrl;
   }
 
   get baseUrl(): string {
-    const { port } = this.server.address() as AddressInfo;
-    return `http://127.0.0.1:${port}`;
+    return urlOf(this.apiServer);
+  }
+
+  /** The image host, where the API host's redirects lead. */
+  get imageBaseUrl(): string {
+    return urlOf(this.imageServer);
   }
 
   async stop(): Promise<void> {
     for (const socket of this.sockets) {
       socket.destroy();
     }
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await Promise.all(
+      [this.apiServer, this.imageServer].map(
+        (server) =>
+          new Promise<void>((resolve) => server.close(() => resolve())),
+      ),
+    );
   }
 
   /** Back to healthy behaviour with the counters at zero. */
   reset(): void {
     this.mode = 'ok';
     this.delayMs = 0;
+    this.renderMsPerMegapixel = 0;
     this.fetches = 0;
     this.imageRequests = 0;
   }
@@ -112,15 +162,16 @@ export class FakePicsum {
     if (!image) {
       image =
         format === 'webp'
-          ? // The id after the RIFF data keeps bodies apart; decoders ignore trailing bytes.
-            Buffer.concat([TINY_WEBP, Buffer.from(`id=${id}`)])
+          ? webpWithId(id)
           : padJpeg(
-              drawJpeg(
-                id,
-                Math.min(width, MAX_DRAWN_SIDE),
-                Math.min(height, MAX_DRAWN_SIDE),
-                grayscale,
-                blur,
+              withComment(
+                drawnJpeg(
+                  Math.min(width, MAX_DRAWN_SIDE),
+                  Math.min(height, MAX_DRAWN_SIDE),
+                  grayscale,
+                  blur,
+                ),
+                `picsum id ${id}`,
               ),
               this.jpegBytes,
             );
@@ -132,11 +183,11 @@ export class FakePicsum {
   private async handle(
     request: IncomingMessage,
     response: ServerResponse,
+    host: 'api' | 'image',
   ): Promise<void> {
     const url = new URL(request.url ?? '/', 'http://fake');
-    const path = url.pathname;
-    const sizeMatch = SIZE_PATH.exec(path);
-    const imageMatch = IMAGE_PATH.exec(path);
+    const sizeMatch = host === 'api' ? SIZE_PATH.exec(url.pathname) : null;
+    const imageMatch = host === 'image' ? IMAGE_PATH.exec(url.pathname) : null;
     if (sizeMatch) {
       this.fetches += 1;
     } else if (imageMatch) {
@@ -146,10 +197,18 @@ export class FakePicsum {
       return;
     }
     if (this.delayMs > 0) {
-      await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+      await sleep(this.delayMs);
     }
-    if (this.mode === 'reset') {
+    if (
+      this.mode === 'reset' ||
+      (this.mode === 'image-host-reset' && host === 'image')
+    ) {
       request.socket.destroy();
+      return;
+    }
+    if (request.method !== 'GET') {
+      // Picsum answers HEAD (and anything but GET) with 405.
+      plain(response, 405, 'Method Not Allowed');
       return;
     }
     if (sizeMatch) {
@@ -158,24 +217,23 @@ export class FakePicsum {
         Number(sizeMatch[1]),
         Number(sizeMatch[2] ?? sizeMatch[1]),
         sizeMatch[3] ?? 'jpg',
-        url.search,
+        url.searchParams,
       );
     } else if (imageMatch) {
-      this.answerImage(
-        response,
-        Number(imageMatch[1]),
-        Number(imageMatch[2]),
-        Number(imageMatch[3]),
-        {
-          format: imageMatch[4] as 'jpg' | 'webp',
-          grayscale: url.searchParams.has('grayscale'),
-          blur: Number(url.searchParams.get('blur') ?? 0),
-        },
-      );
+      const blur = blurOf(url.searchParams);
+      const [width, height] = [Number(imageMatch[2]), Number(imageMatch[3])];
+      if (this.renderMsPerMegapixel > 0) {
+        await sleep(
+          ((this.renderMsPerMegapixel * width * height) / 1e6) * (1 + blur),
+        );
+      }
+      this.answerImage(response, Number(imageMatch[1]), width, height, {
+        format: imageMatch[4] as 'jpg' | 'webp',
+        grayscale: url.searchParams.has('grayscale'),
+        blur,
+      });
     } else {
-      response
-        .writeHead(404, { 'Content-Type': 'text/plain' })
-        .end('Not found');
+      plain(response, 404, 'Not Found');
     }
   }
 
@@ -184,13 +242,20 @@ export class FakePicsum {
     width: number,
     height: number,
     format: string,
-    query: string,
+    query: URLSearchParams,
   ): void {
+    if (width < 1 || height < 1 || width > MAX_SIDE || height > MAX_SIDE) {
+      plain(response, 400, 'Invalid size');
+      return;
+    }
+    const blur = blurOf(query);
+    if (Number.isNaN(blur) || blur < 0 || blur > MAX_BLUR) {
+      plain(response, 400, 'Invalid blur amount');
+      return;
+    }
     switch (this.mode) {
       case 'server-error':
-        response
-          .writeHead(503, { 'Content-Type': 'text/html' })
-          .end('<html><body>Service Unavailable</body></html>');
+        plain(response, 500, 'Something went wrong');
         return;
       case 'html':
         response
@@ -199,10 +264,23 @@ export class FakePicsum {
         return;
       default: {
         const id = this.nextId++;
+        const path = `/id/${id}/${width}/${height}.${format}`;
+        const options = [
+          ...(query.has('grayscale') ? ['grayscale'] : []),
+          ...(blur > 0 ? [`blur=${blur}`] : []),
+        ];
+        // Like Picsum: the extension says the format, the query carries the options and an hmac.
+        const hmac = createHash('sha256')
+          .update(`${path}?${options.join('&')}`)
+          .digest('base64url')
+          .slice(0, 43);
+        const imageBase =
+          this.mode === 'foreign-redirect'
+            ? this.imageBaseUrl.replace('127.0.0.1', '127.0.0.2')
+            : this.imageBaseUrl;
         response
           .writeHead(302, {
-            // Like Picsum: the extension says the format, the query carries the options.
-            Location: `/id/${id}/${width}/${height}.${format}${query}`,
+            Location: `${imageBase}${path}?${[...options, `hmac=${hmac}`].join('&')}`,
             'Cache-Control': 'no-cache, no-store, must-revalidate',
             'Content-Length': '0',
           })
@@ -218,63 +296,149 @@ export class FakePicsum {
     height: number,
     options: FakeImageOptions,
   ): void {
-    const jpeg = this.image(id, width, height, options);
+    const image = this.image(id, width, height, options);
     const headers = {
       'Content-Type': options.format === 'webp' ? 'image/webp' : 'image/jpeg',
       'Cache-Control': 'public, max-age=2592000, immutable',
-      'Picsum-ID': String(id),
+      'Picsum-ID': this.mode === 'bad-id' ? `${id}<script>` : String(id),
     };
     switch (this.mode) {
-      case 'mislabeled': {
-        const html = Buffer.from(
-          '<!DOCTYPE html><html><body>Not an image</body></html>',
+      case 'mislabeled':
+        send(
+          response,
+          headers,
+          Buffer.from('<!DOCTYPE html><html><body>Not an image</body></html>'),
         );
-        response
-          .writeHead(200, { ...headers, 'Content-Length': String(html.length) })
-          .end(html);
         return;
-      }
+      case 'svg':
+        send(
+          response,
+          { ...headers, 'Content-Type': 'image/svg+xml' },
+          SVG_WITH_SCRIPT,
+        );
+        return;
+      case 'wrong-type':
+        send(response, { ...headers, 'Content-Type': 'image/png' }, image);
+        return;
       case 'truncated':
         response.writeHead(200, {
           ...headers,
-          'Content-Length': String(jpeg.length),
+          'Content-Length': String(image.length),
         });
-        response.write(jpeg.subarray(0, Math.floor(jpeg.length / 2)), () =>
+        response.write(image.subarray(0, Math.floor(image.length / 2)), () =>
           response.destroy(),
         );
         return;
+      case 'truncated-close': {
+        // Written on the socket itself: Node would otherwise chunk a body without a length.
+        const head = [
+          'HTTP/1.1 200 OK',
+          ...Object.entries(headers).map(
+            ([name, value]) => `${name}: ${value}`,
+          ),
+          'Connection: close',
+          '',
+          '',
+        ].join('\r\n');
+        response.socket?.end(
+          Buffer.concat([
+            Buffer.from(head, 'latin1'),
+            image.subarray(0, Math.floor(image.length / 2)),
+          ]),
+        );
+        return;
+      }
       case 'oversized':
         response.writeHead(200, headers);
-        response.write(jpeg.subarray(0, 3));
+        response.write(image.subarray(0, 3));
         response.end(Buffer.alloc(this.oversizedBytes, 0x42));
         return;
       default:
-        response
-          .writeHead(200, { ...headers, 'Content-Length': String(jpeg.length) })
-          .end(jpeg);
+        send(response, headers, image);
     }
   }
 }
 
+function listen(server: Server, port: number): Promise<void> {
+  return new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+}
+
+function urlOf(server: Server): string {
+  const { port } = server.address() as AddressInfo;
+  return `http://127.0.0.1:${port}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Picsum reads a bare `?blur` as blur 5. */
+function blurOf(query: URLSearchParams): number {
+  const blur = query.get('blur');
+  if (blur === null) {
+    return 0;
+  }
+  return blur === '' ? 5 : Number(blur);
+}
+
+function plain(response: ServerResponse, status: number, text: string): void {
+  send(
+    response,
+    { 'Content-Type': 'text/plain; charset=utf-8' },
+    Buffer.from(text),
+    status,
+  );
+}
+
+function send(
+  response: ServerResponse,
+  headers: Record<string, string>,
+  body: Buffer,
+  status = 200,
+): void {
+  response
+    .writeHead(status, { ...headers, 'Content-Length': String(body.length) })
+    .end(body);
+}
+
+/** A real 1x1 WebP with the id in a chunk of its own inside the RIFF container, so ids differ. */
+function webpWithId(id: number): Buffer {
+  let payload = Buffer.from(`id=${id}`);
+  if (payload.length % 2 === 1) {
+    payload = Buffer.concat([payload, Buffer.alloc(1)]); // RIFF chunks are padded to even sizes
+  }
+  const chunk = Buffer.alloc(8 + payload.length);
+  chunk.write('IDNT', 0, 'latin1');
+  chunk.writeUInt32LE(payload.length, 4);
+  payload.copy(chunk, 8);
+  const webp = Buffer.concat([TINY_WEBP, chunk]);
+  webp.writeUInt32LE(webp.length - 8, 4);
+  return webp;
+}
+
 /**
- * A real baseline JPEG, one flat colour per id with a gradient, so different ids give different
- * bytes. Grayscale draws equal channels; blur flattens the gradient.
+ * A real baseline JPEG of the requested size: a gradient, equal channels for grayscale, and a
+ * flatter gradient the more it is blurred.
  */
-function drawJpeg(
-  id: number,
+function drawnJpeg(
   width: number,
   height: number,
   grayscale: boolean,
   blur: number,
 ): Buffer {
+  const key = `${width}/${height}/${grayscale}/${blur}`;
+  const cached = drawnJpegs.get(key);
+  if (cached) {
+    return cached;
+  }
   const data = Buffer.alloc(width * height * 4);
-  const step = 3 / (blur + 1);
+  const step = 255 / Math.max(width, height) / (blur + 1);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       const offset = (y * width + x) * 4;
-      const red = Math.floor(id * 67 + x * step) % 256;
-      const green = Math.floor(id * 131 + y * step) % 256;
-      const blue = (id * 29) % 256;
+      const red = Math.floor(x * step) % 256;
+      const green = Math.floor(y * step) % 256;
+      const blue = 128;
       const gray = Math.round((red + green + blue) / 3);
       data[offset] = grayscale ? gray : red;
       data[offset + 1] = grayscale ? gray : green;
@@ -282,7 +446,23 @@ function drawJpeg(
       data[offset + 3] = 255;
     }
   }
-  return encode({ data, width, height }, 80).data;
+  const jpeg = Buffer.from(encode({ data, width, height }, 50).data);
+  drawnJpegs.set(key, jpeg);
+  return jpeg;
+}
+
+/** Puts a comment (COM) segment right after the start marker; decoders skip it. */
+function withComment(jpeg: Buffer, text: string): Buffer {
+  const payload = Buffer.from(text, 'latin1');
+  const segment = Buffer.alloc(4);
+  segment.writeUInt16BE(0xfffe, 0);
+  segment.writeUInt16BE(payload.length + 2, 2);
+  return Buffer.concat([
+    jpeg.subarray(0, 2),
+    segment,
+    payload,
+    jpeg.subarray(2),
+  ]);
 }
 
 /** Grows a JPEG to `bytes` with comment (COM) segments after its start marker; decoders skip them. */
