@@ -5,6 +5,7 @@ import { serverConfig } from './config/server.config';
 import { upstreamConfig } from './config/upstream.config';
 import { HealthModule } from './health/health.module';
 import { ImageModule } from './image/image.module';
+import { ServerModule } from './server/server.module';
 
 @Module({
   imports: [
@@ -14,6 +15,7 @@ import { ImageModule } from './image/image.module';
       isGlobal: true,
       load: [serverConfig, cacheConfig, upstreamConfig],
     }),
+    ServerModule,
     ImageModule,
     HealthModule,
   ],

@@ -14,5 +14,7 @@ export const cacheConfig = registerAs('cache', () => {
     /** Budget of `directory`, in bytes, temporary files included. */
     diskMaxBytes: env.CACHE_DISK_MAX_SIZE,
     cleanupIntervalSeconds: env.CACHE_CLEANUP_INTERVAL_SECONDS,
+    /** How often readiness may write a probe file to the disk; in between it answers from the last result. */
+    readinessDiskCheckIntervalMs: env.READINESS_DISK_CHECK_INTERVAL_MS,
   };
 });

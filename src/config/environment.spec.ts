@@ -11,7 +11,7 @@ describe(parseEnvironment.name, () => {
       CACHE_TTL_SECONDS: 600,
       PICSUM_BASE_URL: 'https://picsum.photos',
       IMAGE_WIDTH: 1200,
-      UPSTREAM_TIMEOUT_MS: 10_000,
+      UPSTREAM_TIMEOUT_MS: 30_000,
       UPSTREAM_MAX_BYTES: 20_971_520,
       UPSTREAM_RETRY_AFTER_SECONDS: 10,
       UPSTREAM_MAX_CONCURRENCY: 8,
@@ -20,6 +20,9 @@ describe(parseEnvironment.name, () => {
       CACHE_DISK_MAX_SIZE: 512 * 1024 * 1024,
       CACHE_CLEANUP_INTERVAL_SECONDS: 600,
       SHUTDOWN_DRAIN_MS: 5000,
+      CLIENT_IDLE_TIMEOUT_MS: 30_000,
+      MAX_CONNECTIONS: 1024,
+      READINESS_DISK_CHECK_INTERVAL_MS: 5000,
     });
     expect(env.CACHE_STALE_IF_ERROR_SECONDS).toBeUndefined();
   });
@@ -40,6 +43,18 @@ describe(parseEnvironment.name, () => {
       IMAGE_WIDTH: 640,
       IMAGE_HEIGHT: 480,
     });
+  });
+
+  it('reads the allowed redirect hosts as a lower-cased list', () => {
+    const env = parseEnvironment({
+      UPSTREAM_ALLOWED_REDIRECT_HOSTS:
+        'Fastly.Picsum.Photos, cdn.example.com,[::1]',
+    });
+    expect(env.UPSTREAM_ALLOWED_REDIRECT_HOSTS).toEqual([
+      'fastly.picsum.photos',
+      'cdn.example.com',
+      '[::1]',
+    ]);
   });
 
   it('reads sizes as bytes or Kubernetes quantities', () => {
@@ -87,6 +102,23 @@ describe(parseEnvironment.name, () => {
     ],
     ['CACHE_MEMORY_MAX_SIZE', '-1', 'a size in bytes or a Kubernetes quantity'],
     ['UPSTREAM_MAX_CONCURRENCY', '0', 'an integer from 1 to 1024'],
+    ['CLIENT_IDLE_TIMEOUT_MS', '10', 'an integer from 1000 to 3600000'],
+    ['MAX_CONNECTIONS', '0', 'an integer from 1 to 1000000'],
+    [
+      'UPSTREAM_ALLOWED_REDIRECT_HOSTS',
+      'https://fastly.picsum.photos',
+      'a comma-separated list of host names without scheme, port or path',
+    ],
+    [
+      'UPSTREAM_ALLOWED_REDIRECT_HOSTS',
+      'cdn.example.com:8080',
+      'a comma-separated list of host names without scheme, port or path',
+    ],
+    [
+      'UPSTREAM_ALLOWED_REDIRECT_HOSTS',
+      ' , ',
+      'a comma-separated list of host names without scheme, port or path',
+    ],
   ])(
     'refuses %s=%s, naming the variable, the value and what is allowed',
     (name, value, allowed) => {

@@ -14,6 +14,7 @@ async function createClient(
   baseUrl: string,
   // Generous by default, so that a slow shared machine never turns another failure into a 504.
   timeoutMs = 10_000,
+  extraRedirectHosts: string[] = [],
 ): Promise<PicsumClient> {
   const moduleRef = await Test.createTestingModule({
     imports: [HttpModule],
@@ -26,8 +27,12 @@ async function createClient(
           imageWidth: 1200,
           imageHeight: 1200,
           timeoutMs,
-          maxBytes: 64 * 1024,
+          maxBytes: 256 * 1024,
           retryAfterSeconds: 10,
+          allowedRedirectHosts: new Set([
+            new URL(baseUrl).hostname,
+            ...extraRedirectHosts,
+          ]),
         },
       },
     ],
@@ -79,8 +84,8 @@ describe(PicsumClient.name, () => {
     const image = await client.fetchImage(variant);
 
     expect(image.contentType).toBe('image/webp');
-    expect(image.source).toBe(
-      `${upstream.baseUrl}/id/${image.picsumId}/300/200.webp?grayscale&blur=2`,
+    expect(image.source).toMatch(
+      `${upstream.imageBaseUrl}/id/${image.picsumId}/300/200.webp?grayscale&blur=2&hmac=`,
     );
     expect(
       image.body.equals(
@@ -93,9 +98,11 @@ describe(PicsumClient.name, () => {
     const image = await client.fetchImage(size);
 
     expect(image.contentType).toBe('image/jpeg');
-    expect(image.picsumId).toBeDefined();
-    expect(image.source).toBe(
-      `${upstream.baseUrl}/id/${image.picsumId}/300/200.jpg`,
+    expect(image.picsumId).toMatch(/^\d+$/);
+    expect(image.source).toMatch(
+      new RegExp(
+        `^${upstream.imageBaseUrl}/id/${image.picsumId}/300/200\\.jpg\\?hmac=[\\w-]{43}$`,
+      ),
     );
     expect(
       image.body.equals(upstream.jpeg(Number(image.picsumId), 300, 200)),
@@ -123,23 +130,81 @@ describe(PicsumClient.name, () => {
   });
 
   it.each([
-    ['server-error', 'Upstream answered 503'],
-    ['html', 'Content-Type "text/html", not an image'],
-    ['mislabeled', 'is not a JPEG, PNG, WebP, GIF or AVIF image'],
+    ['server-error', 'Upstream answered 500 for', ': "Something went wrong"'],
+    ['html', 'Content-Type "text/html"; only image/jpeg, image/png'],
+    ['mislabeled', 'is not a complete JPEG, PNG, WebP, GIF or AVIF image'],
+    ['svg', 'Content-Type "image/svg+xml"; only image/jpeg'],
+    ['wrong-type', 'is image/jpeg although labelled image/png; not stored'],
     ['truncated', 'closed the connection before the body was complete'],
-    ['oversized', 'larger than UPSTREAM_MAX_BYTES (65536 bytes)'],
-    ['reset', 'ECONNRESET'],
+    ['truncated-close', 'is not a complete JPEG, PNG, WebP, GIF or AVIF image'],
+    ['oversized', 'larger than UPSTREAM_MAX_BYTES (262144 bytes)'],
+    ['reset', 'failed: ECONNRESET'],
+    ['foreign-redirect', 'redirected to host 127.0.0.2, which is not'],
   ] as const)(
     'refuses a %s reply with a 502 that names the cause',
-    async (mode, message) => {
+    async (mode, ...messages) => {
       upstream.mode = mode;
 
       const fetching = client.fetchImage(size);
 
       await expect(fetching).rejects.toThrow(BadGatewayException);
-      await expect(fetching).rejects.toThrow(message);
+      for (const message of messages) {
+        await expect(fetching).rejects.toThrow(message);
+      }
     },
   );
+
+  it('follows a redirect to a host in UPSTREAM_ALLOWED_REDIRECT_HOSTS', async () => {
+    upstream.mode = 'foreign-redirect';
+    // 127.0.0.2 is allowed, and is loopback too; nothing listens there, so the fetch fails
+    // after the redirect was followed, naming the image URL.
+    const trusting = await createClient(upstream.baseUrl, 10_000, [
+      '127.0.0.2',
+    ]);
+
+    const fetching = trusting.fetchImage(size);
+
+    await expect(fetching).rejects.toThrow(
+      /^Upstream http:\/\/127\.0\.0\.2:\d+\/id\/\d+\/300\/200\.jpg\?hmac=[\w-]+ failed: ECONNREFUSED$/,
+    );
+  });
+
+  it('names the URL that failed: the image host, when only it is down', async () => {
+    upstream.mode = 'image-host-reset';
+
+    const fetching = client.fetchImage(size);
+
+    await expect(fetching).rejects.toThrow(
+      new RegExp(
+        `^Upstream ${upstream.imageBaseUrl}/id/\\d+/300/200\\.jpg\\?hmac=[\\w-]+ failed: ECONNRESET$`,
+      ),
+    );
+  });
+
+  it("quotes Picsum's text when it refuses a request", async () => {
+    const fetching = client.fetchImage({ ...size, width: 6000 });
+
+    await expect(fetching).rejects.toThrow(
+      `Upstream answered 400 for ${upstream.baseUrl}/6000/200: "Invalid size"`,
+    );
+  });
+
+  it('passes a Picsum-ID on only when it is a plain id', async () => {
+    upstream.mode = 'bad-id';
+
+    const image = await client.fetchImage(size);
+
+    expect(image.picsumId).toBeUndefined();
+    expect(image.contentType).toBe('image/jpeg');
+  });
+
+  it('serves the type of the detected format, not the spelling the upstream used', async () => {
+    // The fake labels JPEGs image/jpeg; a body is stored with the canonical type either way.
+    const image = await client.fetchImage(size);
+
+    expect(image.contentType).toBe('image/jpeg');
+    expect(image.body.subarray(0, 3)).toEqual(Buffer.from([0xff, 0xd8, 0xff]));
+  });
 
   it('refuses an unreachable upstream with a 502', async () => {
     const unreachable = await createClient(
@@ -149,6 +214,16 @@ describe(PicsumClient.name, () => {
     const fetching = unreachable.fetchImage(size);
 
     await expect(fetching).rejects.toThrow(BadGatewayException);
-    await expect(fetching).rejects.toThrow(/ECONNREFUSED/);
+    // The URL and the code for the client; the address it resolved to only in the cause, for the log.
+    await expect(fetching).rejects.toThrow(
+      /^Upstream http:\S+ failed: ECONNREFUSED$/,
+    );
+    await expect(fetching).rejects.toMatchObject({
+      cause: expect.objectContaining({
+        message: expect.stringMatching(
+          /ECONNREFUSED 127\.0\.0\.1:\d+/,
+        ) as unknown,
+      }) as unknown,
+    });
   });
 });

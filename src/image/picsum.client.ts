@@ -12,14 +12,27 @@ import { AxiosError, type AxiosResponse } from 'axios';
 import { firstValueFrom } from 'rxjs';
 import { errorMessage } from '../common/error-message';
 import { upstreamConfig } from '../config/upstream.config';
-import { detectImageFormat } from './image-signature';
+import {
+  CONTENT_TYPES,
+  declaredImageFormat,
+  detectImageFormat,
+} from './image-signature';
 import type { ImageVariant } from './image-variant';
 
 const MAX_REDIRECTS = 5;
+/** What of an upstream's text error reply is quoted in the error: enough for Picsum's `Invalid size`. */
+const MAX_QUOTED_ERROR_CHARS = 200;
+/** Picsum ids are short numbers; anything else is not passed on to clients. */
+const PICSUM_ID = /^[A-Za-z0-9_-]{1,32}$/;
+
+export function isValidPicsumId(id: string): boolean {
+  return PICSUM_ID.test(id);
+}
 
 /** An image as the upstream sent it, already checked to be a complete image. */
 export interface UpstreamImage {
   readonly body: Buffer;
+  /** Derived from the detected format, never copied from the upstream's header. */
   readonly contentType: string;
   readonly picsumId?: string;
   /** The URL the body came from, after redirects. */
@@ -30,6 +43,11 @@ export interface UpstreamImage {
  * Talks to Lorem Picsum or any server with the same API: `GET /{width}/{height}` answers with a
  * redirect to `/id/{id}/{width}/{height}.jpg`. Every failure becomes a 502, or a 504 when the
  * whole fetch, redirects included, takes longer than `UPSTREAM_TIMEOUT_MS`.
+ *
+ * The upstream is not trusted: redirects are followed by hand, only to http(s) URLs on the
+ * upstream's own host or one in `UPSTREAM_ALLOWED_REDIRECT_HOSTS`; a body is accepted only when
+ * it is a complete image of the format its Content-Type declares; and the messages sent to
+ * clients name URLs, never the addresses they resolved to (those go to the log, as the cause).
  */
 @Injectable()
 export class PicsumClient {
@@ -42,25 +60,40 @@ export class PicsumClient {
   ) {}
 
   async fetchImage(variant: ImageVariant): Promise<UpstreamImage> {
-    const url = `${this.config.baseUrl}${upstreamPath(variant)}`;
     const startedAt = performance.now();
-    const response = await this.get(url);
-    const image = this.validate(url, response);
-    this.logger.log(
-      `Fetched ${image.source} (${image.body.length} bytes, ${image.contentType}) in ${Math.round(performance.now() - startedAt)} ms`,
-    );
-    return image;
+    // One deadline for the whole exchange; axios' own `timeout` only bounds each socket's idle time.
+    const deadline = AbortSignal.timeout(this.config.timeoutMs);
+    let url = `${this.config.baseUrl}${upstreamPath(variant)}`;
+    for (let redirects = 0; ; redirects++) {
+      const response = await this.get(url, deadline);
+      if (!isRedirect(response.status)) {
+        const image = this.validate(url, response);
+        this.logger.log(
+          `Fetched ${image.source} (${image.body.length} bytes, ${image.contentType}) in ${Math.round(performance.now() - startedAt)} ms`,
+        );
+        return image;
+      }
+      if (redirects === MAX_REDIRECTS) {
+        throw new BadGatewayException(
+          `Upstream ${url} redirected more than ${MAX_REDIRECTS} times`,
+        );
+      }
+      url = this.redirectTarget(url, response);
+    }
   }
 
-  private async get(url: string): Promise<AxiosResponse<Buffer>> {
+  private async get(
+    url: string,
+    deadline: AbortSignal,
+  ): Promise<AxiosResponse<Buffer>> {
     try {
       return await firstValueFrom(
         this.http.get<Buffer>(url, {
           responseType: 'arraybuffer',
-          // A deadline for the whole exchange; axios' own `timeout` only bounds each socket's idle time.
-          signal: AbortSignal.timeout(this.config.timeoutMs),
+          signal: deadline,
           timeout: this.config.timeoutMs,
-          maxRedirects: MAX_REDIRECTS,
+          // Followed by fetchImage, so that every hop's host is checked.
+          maxRedirects: 0,
           maxContentLength: this.config.maxBytes,
           // The checks below must see the exact bytes that will be stored and served.
           decompress: false,
@@ -73,7 +106,39 @@ export class PicsumClient {
     }
   }
 
+  /** The absolute URL a redirect leads to, if it is one we may follow. */
+  private redirectTarget(from: string, response: AxiosResponse): string {
+    const location = headerValue(response, 'location');
+    if (location === undefined) {
+      throw new BadGatewayException(
+        `Upstream ${from} answered ${response.status} without a Location`,
+      );
+    }
+    let target: URL;
+    try {
+      target = new URL(location, from);
+    } catch {
+      throw new BadGatewayException(
+        `Upstream ${from} redirected to an invalid URL ${JSON.stringify(location)}`,
+      );
+    }
+    if (target.protocol !== 'http:' && target.protocol !== 'https:') {
+      throw new BadGatewayException(
+        `Upstream ${from} redirected to a ${target.protocol} URL; only http and https are followed`,
+      );
+    }
+    if (!this.config.allowedRedirectHosts.has(target.hostname)) {
+      throw new BadGatewayException(
+        `Upstream ${from} redirected to host ${target.hostname}, which is not the upstream's host or in UPSTREAM_ALLOWED_REDIRECT_HOSTS (${[...this.config.allowedRedirectHosts].join(', ')}); not followed`,
+      );
+    }
+    return target.href;
+  }
+
   private describeFailure(url: string, error: unknown): HttpException {
+    // The cause (with the resolved address, e.g. `connect ECONNREFUSED 10.0.0.7:443`) is for
+    // the log only; clients see the URL and the error code.
+    const options = { cause: error, description: 'Bad Gateway' };
     if (error instanceof AxiosError) {
       if (
         error.code === AxiosError.ERR_CANCELED ||
@@ -82,6 +147,7 @@ export class PicsumClient {
       ) {
         return new GatewayTimeoutException(
           `Upstream ${url} did not answer within UPSTREAM_TIMEOUT_MS (${this.config.timeoutMs} ms)`,
+          { cause: error, description: 'Gateway Timeout' },
         );
       }
       if (error.message.startsWith('maxContentLength')) {
@@ -90,39 +156,37 @@ export class PicsumClient {
       if (error.message === 'stream has been aborted') {
         return new BadGatewayException(
           `Upstream ${url} closed the connection before the body was complete`,
-        );
-      }
-      if (error.code === AxiosError.ERR_FR_TOO_MANY_REDIRECTS) {
-        return new BadGatewayException(
-          `Upstream ${url} redirected more than ${MAX_REDIRECTS} times`,
+          options,
         );
       }
       return new BadGatewayException(
-        `Upstream ${url} failed: ${error.code ? `${error.code} ` : ''}${error.message}`,
+        `Upstream ${url} failed: ${error.code ?? 'network error'}`,
+        options,
       );
     }
     return new BadGatewayException(
       `Upstream ${url} failed: ${errorMessage(error)}`,
+      options,
     );
   }
 
   private validate(
-    url: string,
+    source: string,
     response: AxiosResponse<Buffer>,
   ): UpstreamImage {
-    const source = finalUrl(response) ?? url;
+    const declared = headerValue(response, 'content-type') ?? '';
+    const body = Buffer.from(response.data);
     if (response.status < 200 || response.status > 299) {
       throw new BadGatewayException(
-        `Upstream answered ${response.status} for ${source}`,
+        `Upstream answered ${response.status} for ${source}${quotedText(declared, body)}`,
       );
     }
-    const contentType = headerValue(response, 'content-type')?.toLowerCase();
-    if (!contentType?.startsWith('image/')) {
+    const declaredFormat = declaredImageFormat(declared);
+    if (declaredFormat === undefined) {
       throw new BadGatewayException(
-        `Upstream answered ${source} with Content-Type ${JSON.stringify(contentType ?? '')}, not an image`,
+        `Upstream answered ${source} with Content-Type ${JSON.stringify(declared)}; only ${Object.values(CONTENT_TYPES).join(', ')} are accepted`,
       );
     }
-    const body = Buffer.from(response.data);
     const announced = headerValue(response, 'content-length');
     if (announced !== undefined && Number(announced) !== body.length) {
       throw new BadGatewayException(
@@ -132,13 +196,30 @@ export class PicsumClient {
     if (body.length > this.config.maxBytes) {
       throw this.tooLarge(source);
     }
-    if (detectImageFormat(body) === undefined) {
+    const format = detectImageFormat(body);
+    if (format === undefined) {
       throw new BadGatewayException(
-        `Upstream body from ${source} is not a JPEG, PNG, WebP, GIF or AVIF image although labelled ${contentType}`,
+        `Upstream body from ${source} (${body.length} bytes) is not a complete JPEG, PNG, WebP, GIF or AVIF image although labelled ${declared}`,
+      );
+    }
+    if (format !== declaredFormat) {
+      throw new BadGatewayException(
+        `Upstream body from ${source} is ${CONTENT_TYPES[format]} although labelled ${declared}; not stored`,
       );
     }
     const picsumId = headerValue(response, 'picsum-id');
-    return { body, contentType, source, ...(picsumId ? { picsumId } : {}) };
+    const validId = picsumId !== undefined && isValidPicsumId(picsumId);
+    if (picsumId !== undefined && !validId) {
+      this.logger.warn(
+        `Ignoring the Picsum-ID ${JSON.stringify(picsumId.slice(0, 64))} from ${source}: not 1-32 characters of A-Z, a-z, 0-9, _ and -`,
+      );
+    }
+    return {
+      body,
+      contentType: CONTENT_TYPES[format],
+      source,
+      ...(validId ? { picsumId } : {}),
+    };
   }
 
   private tooLarge(url: string): HttpException {
@@ -146,6 +227,10 @@ export class PicsumClient {
       `Upstream body from ${url} is larger than UPSTREAM_MAX_BYTES (${this.config.maxBytes} bytes); not stored`,
     );
   }
+}
+
+function isRedirect(status: number): boolean {
+  return [301, 302, 303, 307, 308].includes(status);
 }
 
 function headerValue(
@@ -156,12 +241,20 @@ function headerValue(
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
-/** follow-redirects records where the chain ended on the Node response it hands to axios. */
-function finalUrl(response: AxiosResponse): string | undefined {
-  const request = response.request as
-    { res?: { responseUrl?: unknown } } | undefined;
-  const url = request?.res?.responseUrl;
-  return typeof url === 'string' ? url : undefined;
+/**
+ * `: "Invalid size"` for a `text/plain` error reply (Picsum explains its 400s that way), its
+ * first 200 characters with control characters replaced; nothing for any other reply.
+ */
+function quotedText(contentType: string, body: Buffer): string {
+  if (!/^text\/plain\b/i.test(contentType) || body.length === 0) {
+    return '';
+  }
+  const text = body
+    .toString('utf8', 0, MAX_QUOTED_ERROR_CHARS * 4)
+    .slice(0, MAX_QUOTED_ERROR_CHARS)
+    .replace(/[\p{Cc}]+/gu, ' ')
+    .trim();
+  return text === '' ? '' : `: ${JSON.stringify(text)}`;
 }
 
 /**

@@ -1,0 +1,102 @@
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+  type OnModuleDestroy,
+} from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { HttpAdapterHost } from '@nestjs/core';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { serverConfig } from '../config/server.config';
+
+const DROP_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * What every connection to the HTTP server is held to, set on Node's server itself so it
+ * applies before any routing and to every reply, errors included:
+ * - a client that takes longer than `CLIENT_IDLE_TIMEOUT_MS` to send its request, or leaves
+ *   its reply that long without reading any of it, is disconnected, so clients that never read
+ *   cannot pin image buffers in memory (waiting for the upstream does not count: that is us);
+ * - at most `MAX_CONNECTIONS` connections at once;
+ * - `X-Content-Type-Options: nosniff` on every reply, so no browser reads a body as anything
+ *   but its declared type;
+ * - from the start of shutdown, every reply carries `Connection: close` and idle keep-alive
+ *   connections are closed, so a client never sends a request on a connection the server
+ *   closes under it when the drain ends.
+ */
+@Injectable()
+export class ConnectionPolicy
+  implements OnApplicationBootstrap, OnModuleDestroy
+{
+  private readonly logger = new Logger(ConnectionPolicy.name);
+  private server?: Server;
+  private draining = false;
+  private dropped = 0;
+  private lastDropLogAt = -Infinity;
+
+  constructor(
+    private readonly adapterHost: HttpAdapterHost,
+    @Inject(serverConfig.KEY)
+    private readonly config: ConfigType<typeof serverConfig>,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    const server = this.adapterHost.httpAdapter?.getHttpServer() as
+      Server | undefined;
+    if (!server) {
+      return; // an application context without an HTTP server, as in some tests
+    }
+    this.server = server;
+    const { clientIdleTimeoutMs, maxConnections } = this.config;
+    server.maxConnections = maxConnections;
+    server.requestTimeout = clientIdleTimeoutMs;
+    server.headersTimeout = clientIdleTimeoutMs;
+    // Applies to sockets accepted from now on: Node destroys a socket idle this long, unless
+    // the reply's own 'timeout' listener (below) decides otherwise.
+    server.timeout = clientIdleTimeoutMs;
+    server.prependListener('request', this.onRequest);
+    server.on('drop', () => this.onDrop());
+  }
+
+  onModuleDestroy(): void {
+    this.draining = true;
+    this.server?.closeIdleConnections();
+  }
+
+  /** Logs refused connections at most once per interval, with how many, not once each. */
+  private onDrop(): void {
+    this.dropped += 1;
+    const now = Date.now();
+    if (now - this.lastDropLogAt >= DROP_LOG_INTERVAL_MS) {
+      this.logger.warn(
+        `Refused ${this.dropped} connection(s): MAX_CONNECTIONS (${this.config.maxConnections}) were open`,
+      );
+      this.dropped = 0;
+      this.lastDropLogAt = now;
+    }
+  }
+
+  private readonly onRequest = (
+    _request: IncomingMessage,
+    reply: ServerResponse,
+  ): void => {
+    reply.setHeader('x-content-type-options', 'nosniff');
+    if (this.draining) {
+      reply.setHeader('connection', 'close');
+    }
+    reply.on('timeout', disconnectStalledReader);
+  };
+}
+
+/**
+ * The socket of a reply has been idle for `CLIENT_IDLE_TIMEOUT_MS`. Before the reply started,
+ * the wait is ours (an upstream fetch), so the client keeps waiting; after, the client has
+ * stopped reading, and goes.
+ */
+function disconnectStalledReader(this: ServerResponse, socket: Socket): void {
+  if (this.headersSent) {
+    socket.destroy();
+  }
+}
