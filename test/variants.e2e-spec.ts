@@ -101,7 +101,7 @@ describe('variants and cache tiers (AppModule against a local fake Picsum)', () 
       ['/image?width=0', 'query parameter width="0" is not allowed'],
       ['/image?width=5001', 'expected an integer from 1 to 5000'],
       ['/image?blur=11', 'query parameter blur="11" is not allowed'],
-      ['/image?grayscale=yes', 'expected true or false'],
+      ['/image?grayscale=1&grayscale=0', 'expected a single value'],
       ['/image?format=png', 'expected jpg or webp'],
       ['/image?width=10&width=20', 'expected a single integer'],
       ['/image?size=10', 'unknown query parameter size'],

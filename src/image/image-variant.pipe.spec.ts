@@ -43,6 +43,22 @@ describe(ImageVariantPipe.name, () => {
     expect(b).toBe(a);
   });
 
+  it.each([
+    ['', true],
+    ['true', true],
+    ['1', true],
+    ['yes', true],
+    ['false', false],
+    ['0', false],
+  ])('reads grayscale=%j as Picsum does: %s', (value, grayscale) => {
+    expect(pipe.transform({ grayscale: value }).grayscale).toBe(grayscale);
+  });
+
+  it("reads a bare blur as Picsum's default blur of 5", () => {
+    expect(pipe.transform({ blur: '' }).blur).toBe(5);
+    expect(keyOf({ blur: '' })).toBe(keyOf({ blur: '5' }));
+  });
+
   it('tells variants apart', () => {
     const keys = [
       {},
@@ -75,8 +91,8 @@ describe(ImageVariantPipe.name, () => {
     ],
     [{ blur: '11' }, 'blur="11"'],
     [
-      { grayscale: 'yes' },
-      'grayscale="yes" is not allowed: expected true or false',
+      { grayscale: ['true', 'false'] },
+      'grayscale=["true","false"] is not allowed: expected a single value',
     ],
     [{ format: 'png' }, 'format="png" is not allowed: expected jpg or webp'],
     [

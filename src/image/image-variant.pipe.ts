@@ -27,16 +27,25 @@ function integerParameter(min: number, max: number) {
     );
 }
 
+/** What a bare `?blur` means to Picsum. */
+export const PICSUM_DEFAULT_BLUR = 5;
+
 const querySchema = z.strictObject(
   {
     width: integerParameter(1, MAX_IMAGE_SIDE).optional(),
     height: integerParameter(1, MAX_IMAGE_SIDE).optional(),
-    // A bare `?grayscale`, as Picsum takes it, means true.
+    // As Picsum takes it: present means true (a bare `?grayscale` too), unless false or 0.
     grayscale: z
-      .enum(['', 'true', 'false'], { error: 'true or false' })
-      .transform((value) => value !== 'false')
+      .string({ error: 'a single value' })
+      .transform((value) => value !== 'false' && value !== '0')
       .optional(),
-    blur: integerParameter(1, MAX_BLUR).optional(),
+    blur: z
+      .string({ error: `a single integer from 1 to ${MAX_BLUR}` })
+      .transform((value) =>
+        value === '' ? String(PICSUM_DEFAULT_BLUR) : value,
+      )
+      .pipe(integerParameter(1, MAX_BLUR))
+      .optional(),
     format: z
       .enum(IMAGE_FORMATS, { error: IMAGE_FORMATS.join(' or ') })
       .optional(),
@@ -49,7 +58,7 @@ const PARAMETERS = Object.keys(querySchema.shape).join(', ');
 /**
  * Turns the query of `GET /image` and `GET /image/info` into a complete, normalised variant:
  * the defaults (`IMAGE_WIDTH`, `IMAGE_HEIGHT`, no grayscale, no blur, jpg) fill in what the
- * request leaves out. Anything else, an unknown parameter included, is a 400 naming it.
+ * request leaves out, and `grayscale` and a bare `blur` mean what they mean to Picsum. Anything else, an unknown parameter included, is a 400 naming it.
  */
 @Injectable()
 export class ImageVariantPipe implements PipeTransform<unknown, ImageVariant> {
