@@ -314,7 +314,10 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
         fetchedAt: new Date(fetchedAt).toISOString(),
         expiresAt: new Date(fetchedAt + TTL_SECONDS * 1000).toISOString(),
         stale: true,
-        source: `${upstream.baseUrl}/id/${id}/1200/1200.jpg`,
+        source: expect.stringMatching(
+          // Picsum's image URLs carry an hmac
+          `^${upstream.imageBaseUrl}/id/${id}/1200/1200\\.jpg\\?hmac=[\\w-]{43}$`,
+        ) as unknown,
       });
       expect(upstream.fetches).toBe(1);
     });
@@ -329,7 +332,11 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
       expect(ready.body).toMatchObject({
         status: 'ok',
         info: {
-          cacheStorage: { status: 'up', directory: service.cacheDir },
+          cacheStorage: {
+            status: 'up',
+            directory: service.cacheDir,
+            writable: true,
+          },
           shutdown: { status: 'up' },
         },
       });
@@ -337,6 +344,9 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
 
     it('turns readiness to 503 when the cache storage is unusable, keeping liveness at 200', async () => {
       await rm(service.cacheDir, { recursive: true });
+      // The disk is probed at most once per READINESS_DISK_CHECK_INTERVAL_MS (5 s).
+      await request(http).get('/health/ready').expect(200);
+      service.clock.advanceSeconds(5);
 
       const ready = await request(http).get('/health/ready').expect(503);
       await request(http).get('/health/live').expect(200);

@@ -190,7 +190,8 @@ describe('the service process (dist/main.js)', () => {
 
   it('scenario 9, graceful shutdown: SIGTERM turns readiness to 503, lets the in-flight request finish, and exits 0', async () => {
     const url = await start({ SHUTDOWN_DRAIN_MS: '1000' });
-    upstream.delayMs = 400;
+    // Per hop: the API host and the image host, 600 ms in all, well within the drain.
+    upstream.delayMs = 300;
     const inFlight = fetch(`${url}/image`);
     await waitFor(() => upstream.fetches === 1);
     const signalledAt = Date.now();
@@ -202,12 +203,13 @@ describe('the service process (dist/main.js)', () => {
       error?: Record<string, unknown>;
     };
     const response = await inFlight;
+    // Read as a client does, at once: the server is gone once the drain is over.
+    await expectIntactImage(response);
     const exit = await exiting;
 
     expect(ready.status).toBe(503);
     expect(readyBody.error).toMatchObject({ shutdown: { status: 'down' } });
     expect(response.status).toBe(200);
-    await expectIntactImage(response);
     expect(exit).toEqual({ code: 0, signal: null });
     expect(Date.now() - signalledAt).toBeLessThan(5000);
   });

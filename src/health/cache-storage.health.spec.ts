@@ -1,40 +1,62 @@
 import { TerminusModule } from '@nestjs/terminus';
 import { Test } from '@nestjs/testing';
-import { DiskStore } from '../image/disk-store';
+import { type DiskStatus, DiskStore } from '../image/disk-store';
 import { CacheStorageHealthIndicator } from './cache-storage.health';
 
 describe(CacheStorageHealthIndicator.name, () => {
-  const probe = jest.fn<Promise<void>, []>();
+  const status = jest.fn<Promise<DiskStatus>, []>();
   let indicator: CacheStorageHealthIndicator;
 
   beforeEach(async () => {
-    probe.mockReset();
+    status.mockReset();
     const moduleRef = await Test.createTestingModule({
       imports: [TerminusModule],
       providers: [
         CacheStorageHealthIndicator,
-        { provide: DiskStore, useValue: { directory: '/app/storage', probe } },
+        { provide: DiskStore, useValue: { directory: '/app/storage', status } },
       ],
     }).compile();
     indicator = moduleRef.get(CacheStorageHealthIndicator);
   });
 
-  it('is up when the cache directory takes a write', async () => {
-    probe.mockResolvedValue(undefined);
+  it('is up when the cache directory takes writes', async () => {
+    status.mockResolvedValue({ readable: true, writable: true });
 
     await expect(indicator.isHealthy('cacheStorage')).resolves.toEqual({
-      cacheStorage: { status: 'up', directory: '/app/storage' },
+      cacheStorage: { status: 'up', directory: '/app/storage', writable: true },
     });
   });
 
-  it('is down, with the reason, when it does not', async () => {
-    probe.mockRejectedValue(new Error('EROFS: read-only file system'));
+  it('stays up, saying why, while stored images can be read but nothing can be written', async () => {
+    status.mockResolvedValue({
+      readable: true,
+      writable: false,
+      reason: 'EROFS: read-only file system',
+    });
+
+    await expect(indicator.isHealthy('cacheStorage')).resolves.toEqual({
+      cacheStorage: {
+        status: 'up',
+        directory: '/app/storage',
+        writable: false,
+        message: 'EROFS: read-only file system',
+      },
+    });
+  });
+
+  it('is down, with the reason, when the directory cannot be read', async () => {
+    status.mockResolvedValue({
+      readable: false,
+      writable: false,
+      reason: 'ENOENT: no such file or directory',
+    });
 
     await expect(indicator.isHealthy('cacheStorage')).resolves.toEqual({
       cacheStorage: {
         status: 'down',
         directory: '/app/storage',
-        message: 'EROFS: read-only file system',
+        writable: false,
+        message: 'ENOENT: no such file or directory',
       },
     });
   });

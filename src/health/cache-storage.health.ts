@@ -1,9 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
-import { errorMessage } from '../common/error-message';
 import { DiskStore } from '../image/disk-store';
 
-/** Ready only while the cache directory takes writes; the upstream's state is deliberately not part of it. */
+/**
+ * Ready while the cache directory can be read, so stored images can be served. A directory
+ * that takes no writes (full, read-only) keeps the pod ready, serving new images from memory,
+ * and says so in the details. The upstream's state is deliberately not part of it.
+ */
 @Injectable()
 export class CacheStorageHealthIndicator {
   constructor(
@@ -13,14 +16,12 @@ export class CacheStorageHealthIndicator {
 
   async isHealthy(key: string) {
     const indicator = this.indicators.check(key);
-    try {
-      await this.disk.probe();
-      return indicator.up({ directory: this.disk.directory });
-    } catch (error) {
-      return indicator.down({
-        directory: this.disk.directory,
-        message: errorMessage(error),
-      });
-    }
+    const { readable, writable, reason } = await this.disk.status();
+    const details = {
+      directory: this.disk.directory,
+      writable,
+      ...(reason === undefined ? {} : { message: reason }),
+    };
+    return readable ? indicator.up(details) : indicator.down(details);
   }
 }

@@ -46,6 +46,7 @@ describe(CacheService.name, () => {
     load: jest.Mock;
     save: jest.Mock;
     removeWhere: jest.Mock;
+    reconcile: jest.Mock;
   };
 
   async function createService(
@@ -96,6 +97,7 @@ describe(CacheService.name, () => {
       load: jest.fn().mockResolvedValue(undefined),
       save: jest.fn().mockResolvedValue(true),
       removeWhere: jest.fn().mockResolvedValue(0),
+      reconcile: jest.fn().mockResolvedValue(undefined),
     };
     service = await createService();
   });
@@ -333,18 +335,27 @@ describe(CacheService.name, () => {
     expect(new Set(results.map((result) => result.image)).size).toBe(1);
   });
 
-  it('serves the fetched image from memory when the disk cannot store it, and logs why', async () => {
-    const logError = jest
-      .spyOn(Logger.prototype, 'error')
-      .mockImplementation(() => undefined);
-    disk.save.mockRejectedValue(new Error('ENOSPC: no space left on device'));
+  it('serves the fetched image from memory when the disk does not store it', async () => {
+    disk.save.mockResolvedValue(false);
 
     const first = await service.getImage(SIZE);
     const second = await service.getImage(SIZE);
 
     expect(first.status).toBe('MISS');
     expect(second.status).toBe('HIT');
-    expect(logError).toHaveBeenCalledWith(expect.stringContaining('ENOSPC'));
+    expect(fetchImage).toHaveBeenCalledTimes(1);
+  });
+
+  it('reconciles the disk after removing what expired, and survives a failing reconciliation', async () => {
+    const logError = jest
+      .spyOn(Logger.prototype, 'error')
+      .mockImplementation(() => undefined);
+    disk.reconcile.mockRejectedValue(new Error('EIO: i/o error, scandir'));
+
+    await service.maintain();
+
+    expect(disk.reconcile).toHaveBeenCalledTimes(1);
+    expect(logError).toHaveBeenCalledWith(expect.stringContaining('EIO'));
     logError.mockRestore();
   });
 

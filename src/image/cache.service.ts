@@ -73,7 +73,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
 
   onModuleInit(): void {
     this.cleanupTimer = setInterval(
-      () => void this.removeExpired(),
+      () => void this.maintain(),
       this.cache.cleanupIntervalSeconds * 1000,
     );
     this.cleanupTimer.unref();
@@ -131,8 +131,23 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
+   * Runs every `CACHE_CLEANUP_INTERVAL_SECONDS`: removes what expired, then makes the disk
+   * index agree with the directory's real content.
+   */
+  async maintain(): Promise<void> {
+    await this.removeExpired();
+    try {
+      await this.disk.reconcile();
+    } catch (error) {
+      this.logger.error(
+        `Reconciling ${this.disk.directory} failed: ${errorMessage(error)}`,
+      );
+    }
+  }
+
+  /**
    * Removes from both tiers the entries past their TTL and their stale-if-error window, which
-   * can never be served again. Runs every `CACHE_CLEANUP_INTERVAL_SECONDS`. Without a stale
+   * can never be served again. Without a stale
    * window, an expired image may still be served while the upstream fails, so it is kept
    * until the byte budgets evict it.
    */
@@ -200,22 +215,20 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     });
     this.memory.set(image);
     this.failures.delete(key);
-    try {
-      await this.disk.save(image);
-    } catch (error) {
-      // The image is good; losing only its copy on disk is better than failing the request.
-      this.logger.error(
-        `Could not store image ${key} in ${this.disk.directory}; serving it from memory only: ${errorMessage(error)}`,
-      );
-    }
+    // The image is good: if the disk does not take it, it is served from memory only (the
+    // disk tier logs its own failures, once per outage).
+    await this.disk.save(image);
     return image;
   }
 
   private recordFailure(key: string, error: HttpException): void {
     const retryAt = this.clock.now() + this.upstream.retryAfterSeconds * 1000;
     this.failures.set(key, { error, retryAt });
+    // The cause (e.g. `connect ECONNREFUSED 10.0.0.7:443`) is kept out of replies, not out of the log.
+    const cause =
+      error.cause === undefined ? '' : `; ${errorMessage(error.cause)}`;
     this.logger.warn(
-      `Upstream fetch for ${key} failed (${error.message}); not retrying before ${new Date(retryAt).toISOString()}`,
+      `Upstream fetch for ${key} failed (${error.message}${cause}); not retrying before ${new Date(retryAt).toISOString()}`,
     );
   }
 

@@ -1,13 +1,26 @@
 import { Test } from '@nestjs/testing';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { diskUsage } from '../../test/support/disk-usage';
+import { FakeClock } from '../../test/support/fake-clock';
 import { cacheConfig } from '../config/cache.config';
 import { type CachedImage, createCachedImage } from './cached-image';
+import { Clock } from './clock';
 import { DiskStore, sha256Hex } from './disk-store';
 
 const JPEG_START = Buffer.from([0xff, 0xd8, 0xff, 0xe0]);
+const JPEG_END = Buffer.from([0xff, 0xd9]);
+const CHECK_INTERVAL_MS = 5000;
 const BLOCK = 4096;
 /** A small entry takes one block for its body and one for its metadata. */
 const ENTRY = 2 * BLOCK;
@@ -19,7 +32,7 @@ function imageOf(
   text: string,
   fetchedAt = Date.parse('2026-01-01T00:00:00Z'),
 ): CachedImage {
-  const body = Buffer.concat([JPEG_START, Buffer.from(text)]);
+  const body = Buffer.concat([JPEG_START, Buffer.from(text), JPEG_END]);
   return createCachedImage({
     key,
     body,
@@ -33,6 +46,7 @@ function imageOf(
 
 describe(DiskStore.name, () => {
   let directory: string;
+  let clock: FakeClock;
 
   async function openStore(
     cacheDir = directory,
@@ -41,9 +55,15 @@ describe(DiskStore.name, () => {
     const moduleRef = await Test.createTestingModule({
       providers: [
         DiskStore,
+        { provide: Clock, useValue: clock },
         {
           provide: cacheConfig.KEY,
-          useValue: { directory: cacheDir, ttlSeconds: 600, diskMaxBytes },
+          useValue: {
+            directory: cacheDir,
+            ttlSeconds: 600,
+            diskMaxBytes,
+            readinessDiskCheckIntervalMs: CHECK_INTERVAL_MS,
+          },
         },
       ],
     }).compile();
@@ -53,7 +73,15 @@ describe(DiskStore.name, () => {
 
   beforeEach(async () => {
     directory = await mkdtemp(join(tmpdir(), 'disk-store-'));
+    clock = new FakeClock();
   });
+
+  async function bodyFileOf(): Promise<string> {
+    const [bodyFile] = (await readdir(directory)).filter((name) =>
+      name.endsWith('.img'),
+    );
+    return join(directory, bodyFile);
+  }
 
   afterEach(() => rm(directory, { recursive: true, force: true }));
 
@@ -274,18 +302,133 @@ describe(DiskStore.name, () => {
     expect((await store.load('k'))?.body.toString()).toContain('kept');
   });
 
-  it('probes the directory without leaving files behind', async () => {
+  it('probes the directory for readiness without leaving files behind', async () => {
     const store = await openStore();
 
-    await store.probe();
-
+    await expect(store.status()).resolves.toEqual({
+      readable: true,
+      writable: true,
+    });
     expect(await readdir(directory)).toEqual([]);
   });
 
-  it('fails the probe when the directory is gone', async () => {
+  it('probes at most once per READINESS_DISK_CHECK_INTERVAL_MS, answering the last result in between', async () => {
     const store = await openStore();
+    await store.status();
     await rm(directory, { recursive: true });
 
-    await expect(store.probe()).rejects.toThrow(/ENOENT/);
+    const inBetween = await store.status();
+    clock.advanceSeconds(CHECK_INTERVAL_MS / 1000);
+    const after = await store.status();
+
+    expect(inBetween).toEqual({ readable: true, writable: true });
+    expect(after).toMatchObject({ readable: false, writable: false });
+    expect(after.reason).toMatch(/ENOENT/);
+  });
+
+  it('marks itself not writable at once when one of its own writes fails', async () => {
+    const store = await openStore();
+    await store.status();
+    await rm(directory, { recursive: true });
+
+    const saved = await store.save(imageOf('k', 'body'));
+
+    expect(saved).toBe(false);
+    await expect(store.status()).resolves.toMatchObject({
+      writable: false,
+      reason: expect.stringMatching(/ENOENT/) as unknown,
+    });
+  });
+
+  it('serves a stored image with the type its bytes have, not the type its metadata names', async () => {
+    await (await openStore()).save(imageOf('k', 'body'));
+    const [metadataFile] = (await readdir(directory)).filter((name) =>
+      name.endsWith('.meta.json'),
+    );
+    const path = join(directory, metadataFile);
+    const metadata = JSON.parse(await readFile(path, 'utf8')) as object;
+    await writeFile(
+      path,
+      JSON.stringify({ ...metadata, contentType: 'image/svg+xml' }),
+    );
+
+    const loaded = await (await openStore()).load('k');
+
+    expect(loaded?.contentType).toBe('image/jpeg');
+    expect(loaded?.bodyHeaders['content-type']).toBe('image/jpeg');
+  });
+
+  it('discards a stored body that is not a complete image even when its checksum matches', async () => {
+    const store = await openStore();
+    const svg = Buffer.from('<x  ftypavif="1"><script>alert(1)</script></x>');
+    await store.save(
+      createCachedImage({
+        ...imageOf('k', ''),
+        body: svg,
+        sha256: sha256Hex(svg),
+        contentType: 'image/svg+xml',
+      }),
+    );
+
+    await expect(store.load('k')).resolves.toBeUndefined();
+    expect(store.has('k')).toBe(false);
+  });
+
+  it('never follows a body that was replaced by a symbolic link, even to identical bytes', async () => {
+    const store = await openStore();
+    const image = imageOf('k', 'linked');
+    await store.save(image);
+    const bodyFile = await bodyFileOf();
+    const elsewhere = await mkdtemp(join(tmpdir(), 'disk-store-elsewhere-'));
+    await writeFile(join(elsewhere, 'same-bytes'), image.body);
+    await rm(bodyFile);
+    await symlink(join(elsewhere, 'same-bytes'), bodyFile);
+
+    const loaded = await store.load('k');
+    await rm(elsewhere, { recursive: true });
+
+    expect(loaded).toBeUndefined();
+    expect(store.has('k')).toBe(false);
+  });
+
+  it('discards a body that is a FIFO at once instead of waiting on it', async () => {
+    const store = await openStore();
+    await store.save(imageOf('k', 'fifo'));
+    const bodyFile = await bodyFileOf();
+    await rm(bodyFile);
+    execFileSync('mkfifo', [bodyFile]);
+
+    await expect(store.load('k')).resolves.toBeUndefined();
+    expect(store.has('k')).toBe(false);
+  }, 10_000);
+
+  it('starts past metadata that is a FIFO or a link, and a directory named like a leftover', async () => {
+    await (await openStore()).save(imageOf('k', 'kept'));
+    execFileSync('mkfifo', [join(directory, 'aaaa.meta.json')]);
+    await symlink('/etc/passwd', join(directory, 'bbbb.meta.json'));
+    await mkdir(join(directory, 'junk.tmp'));
+
+    const store = await openStore();
+
+    expect(store.entryCount).toBe(1);
+    expect((await store.load('k'))?.body.toString()).toContain('kept');
+  }, 10_000);
+
+  it('reconciles its index with the directory: gone entries leave it, files no entry names go', async () => {
+    const store = await openStore();
+    await store.save(imageOf('gone', 'gone'));
+    await store.save(imageOf('kept', 'kept'));
+    const [goneMetadata] = (await readdir(directory)).filter((name) =>
+      name.endsWith('.meta.json'),
+    );
+    await rm(join(directory, goneMetadata));
+    await writeFile(join(directory, 'stray.img'), 'nobody names me');
+
+    await store.reconcile();
+
+    expect(store.entryCount).toBe(1);
+    expect(store.usedBytes).toBe(ENTRY);
+    expect(await diskUsage(directory)).toBe(ENTRY);
+    expect(await readdir(directory)).not.toContain('stray.img');
   });
 });

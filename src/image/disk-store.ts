@@ -3,28 +3,43 @@ import type { ConfigType } from '@nestjs/config';
 import { Mutex } from 'async-mutex';
 import { LRUCache } from 'lru-cache';
 import { createHash, randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
 import {
+  type FileHandle,
+  lstat,
   mkdir,
   open,
-  readFile,
+  opendir,
   readdir,
   rename,
   rm,
-  stat,
+  statfs,
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { errorMessage } from '../common/error-message';
+import { OutageLog } from '../common/outage-log';
 import { cacheConfig } from '../config/cache.config';
 import { type CachedImage, createCachedImage } from './cached-image';
+import { Clock } from './clock';
+import { CONTENT_TYPES, detectImageFormat } from './image-signature';
+import { isValidPicsumId } from './picsum.client';
 
 const METADATA_SUFFIX = '.meta.json';
 const BODY_SUFFIX = '.img';
 const TEMP_SUFFIX = '.tmp';
+const PROBE_PREFIX = '.probe-';
 /** Files take whole blocks on disk, and the kubelet measures an emptyDir in blocks. */
 const BLOCK_BYTES = 4096;
 /** Kept free of entries for the readiness probe's small file. */
 const PROBE_RESERVE_BYTES = BLOCK_BYTES;
+/** Of a filesystem smaller than the budget, this share is left free for the filesystem itself. */
+const FILESYSTEM_HEADROOM = 0.05;
+/** A disk read slower than this (a hung volume) fails, so no request waits on it for ever. */
+export const DISK_READ_TIMEOUT_MS = 5000;
+/** Never follows a symbolic link, and does not block opening a FIFO (refused right after). */
+const SAFE_READ_FLAGS =
+  constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 const metadataSchema = z.object({
   version: z.literal(1),
@@ -40,6 +55,16 @@ const metadataSchema = z.object({
 
 export type StoredMetadata = z.infer<typeof metadataSchema>;
 
+/** What readiness reports of the disk tier. */
+export interface DiskStatus {
+  /** Stored images can be read: the tier can serve hits. */
+  readonly readable: boolean;
+  /** New images can be stored; when false, they are served from memory only. */
+  readonly writable: boolean;
+  /** Why the tier is not writable (or not readable). */
+  readonly reason?: string;
+}
+
 /** What the in-memory index knows of a stored entry, so that finding one never reads the disk. */
 interface IndexEntry {
   readonly metadata: StoredMetadata;
@@ -49,50 +74,77 @@ interface IndexEntry {
 
 /**
  * The second tier: cached images on local disk (`CACHE_DIR`), so they outlive the process,
- * within a byte budget (`CACHE_DISK_MAX_SIZE`).
+ * within a byte budget (`CACHE_DISK_MAX_SIZE`, lowered at start to what the filesystem holds).
  *
  * Each entry is a body file named after its checksum plus a metadata file naming that body.
  * Both are written to a temporary file, fsynced and renamed into place, body first, and the
  * old body is removed only after the new metadata is durable. A crash at any moment therefore
  * leaves either the old entry or the new one, and whatever a crash left behind (temporary
- * files, bodies no metadata names) is swept at start. Every load verifies size and checksum.
+ * files, bodies no metadata names) is swept at start. Every load verifies size, checksum and
+ * that the body is a complete image, and reads only regular files, never through a link.
  *
  * An index in memory, rebuilt from the metadata files at start, knows every entry, its size
  * and its recency, so lookups never list or read the directory. Writes take turns: each one
  * first evicts least-recently-used entries until the new entry fits, and only then writes, so
- * the directory never holds more than the budget, temporary files included.
+ * the directory never holds more than the budget, temporary files included. An entry leaves
+ * the index only once its files are gone; files that could not be removed are found by the
+ * periodic `reconcile()` and counted against the budget until they are.
+ *
+ * The directory can turn full or read-only under the service. A write that fails marks the
+ * tier not writable at once (new images are then kept in memory only) and is logged once per
+ * outage; readiness stays up as long as stored images can still be read.
  */
 @Injectable()
 export class DiskStore implements OnModuleInit {
   private readonly logger = new Logger(DiskStore.name);
   readonly directory: string;
-  readonly maxBytes: number;
+  private readonly configuredMaxBytes: number;
+  /** The budget in force: `CACHE_DISK_MAX_SIZE`, or less when the filesystem is smaller. */
+  private budgetBytes: number;
+  private readonly checkIntervalMs: number;
   private readonly index: LRUCache<string, IndexEntry>;
   private readonly writes = new Mutex();
+  private readonly writeOutage: OutageLog;
+  /** Bytes of files in the directory that no entry accounts for and that could not be removed. */
+  private unaccountedBytes = 0;
+  private health: DiskStatus = { readable: true, writable: true };
+  private checkedAt = -Infinity;
+  private checking?: Promise<DiskStatus>;
 
-  constructor(@Inject(cacheConfig.KEY) config: ConfigType<typeof cacheConfig>) {
+  constructor(
+    @Inject(cacheConfig.KEY) config: ConfigType<typeof cacheConfig>,
+    private readonly clock: Clock,
+  ) {
     this.directory = config.directory;
-    this.maxBytes = config.diskMaxBytes;
+    this.configuredMaxBytes = config.diskMaxBytes;
+    this.budgetBytes = config.diskMaxBytes;
+    this.checkIntervalMs = config.readinessDiskCheckIntervalMs;
+    this.writeOutage = new OutageLog(
+      this.logger,
+      `Writes to CACHE_DIR=${this.directory}`,
+    );
+    // makeRoom() keeps the entries within the budget in force, which is never more than
+    // this, so the index never evicts an entry by itself and leaves its files uncounted.
     this.index = new LRUCache<string, IndexEntry>({
-      maxSize: this.maxBytes,
+      maxSize: config.diskMaxBytes,
       sizeCalculation: (entry) => entry.diskBytes,
-      // Entries are evicted by makeRoom() before a write; should the index ever drop one
-      // itself, its files go too, so the disk never holds what the index has forgotten.
-      dispose: (entry, key, reason) => {
-        if (reason === 'evict') {
-          void this.removeFiles(key, entry);
-        }
-      },
     });
   }
 
   async onModuleInit(): Promise<void> {
     try {
       await mkdir(this.directory, { recursive: true });
+      this.budgetBytes = await this.budgetThatFits();
       await this.rebuildIndex();
     } catch (error) {
       throw new Error(
         `CACHE_DIR=${JSON.stringify(this.directory)} is not usable: ${errorMessage(error)}`,
+      );
+    }
+    const status = await this.check();
+    if (status.readable && !status.writable) {
+      this.logger.warn(
+        `CACHE_DIR=${this.directory} is read-only (${status.reason}): stored images are served, new ones are kept in memory only`,
       );
     }
   }
@@ -111,6 +163,11 @@ export class DiskStore implements OnModuleInit {
     return this.index.calculatedSize;
   }
 
+  /** The budget in force, in bytes. */
+  get maxBytes(): number {
+    return this.budgetBytes;
+  }
+
   get entryCount(): number {
     return this.index.size;
   }
@@ -122,7 +179,20 @@ export class DiskStore implements OnModuleInit {
     );
   }
 
-  /** The entry stored for `key`, or `undefined` when there is none or it fails verification (it is then removed). */
+  /**
+   * The state of the tier for readiness. The directory is probed with a small write at most
+   * once per `READINESS_DISK_CHECK_INTERVAL_MS`; in between, the last result is answered,
+   * updated at once by any write of the tier's own that fails or succeeds.
+   */
+  async status(): Promise<DiskStatus> {
+    if (this.clock.now() - this.checkedAt < this.checkIntervalMs) {
+      return this.health;
+    }
+    this.checking ??= this.check().finally(() => (this.checking = undefined));
+    return this.checking;
+  }
+
+  /** The entry stored for `key`, or `undefined` when there is none or it fails verification (it is then discarded). */
   async load(key: string): Promise<CachedImage | undefined> {
     const entry = this.index.get(key);
     if (!entry) {
@@ -131,7 +201,10 @@ export class DiskStore implements OnModuleInit {
     const { metadata } = entry;
     let body: Buffer;
     try {
-      body = await readFile(join(this.directory, metadata.bodyFile));
+      body = await readRegularFile(
+        join(this.directory, metadata.bodyFile),
+        metadata.bytes,
+      );
     } catch (error) {
       return this.discard(
         key,
@@ -140,30 +213,48 @@ export class DiskStore implements OnModuleInit {
       );
     }
     const sha256 = sha256Hex(body);
-    if (body.length !== metadata.bytes || sha256 !== metadata.sha256) {
+    if (sha256 !== metadata.sha256) {
       return this.discard(
         key,
         entry,
-        `body of ${body.length} bytes with SHA-256 ${sha256} does not match its metadata (${metadata.bytes} bytes, ${metadata.sha256})`,
+        `body with SHA-256 ${sha256} does not match its metadata (${metadata.sha256})`,
+      );
+    }
+    // Served with the type of what the bytes are, whatever the metadata says: entries stored
+    // by earlier versions were typed by the upstream.
+    const format = detectImageFormat(body);
+    if (format === undefined) {
+      return this.discard(
+        key,
+        entry,
+        'body is not a complete JPEG, PNG, WebP, GIF or AVIF image',
       );
     }
     return createCachedImage({
       key,
       body,
-      contentType: metadata.contentType,
+      contentType: CONTENT_TYPES[format],
       sha256,
       fetchedAt: Date.parse(metadata.fetchedAt),
       source: metadata.source,
-      ...(metadata.picsumId ? { picsumId: metadata.picsumId } : {}),
+      ...(metadata.picsumId && isValidPicsumId(metadata.picsumId)
+        ? { picsumId: metadata.picsumId }
+        : {}),
     });
   }
 
   /**
    * Stores `image` as the entry for its key, replacing the previous one atomically. Returns
-   * false, storing nothing, when the image alone is larger than the whole budget.
+   * false, storing nothing, when the image alone is larger than the whole budget or the
+   * directory does not take writes (the failure is recorded, and logged once per outage).
+   * When the filesystem is full, least-recently-used entries are evicted and the write is
+   * tried once more.
    */
   save(image: CachedImage): Promise<boolean> {
     return this.writes.runExclusive(async () => {
+      if (!this.health.writable && !this.checkIsDue()) {
+        return false; // known not to take writes: memory only until the next check
+      }
       const bodyFile = `${this.baseName(image.key)}.${image.sha256.slice(0, 16)}${BODY_SUFFIX}`;
       const metadata: StoredMetadata = {
         version: 1,
@@ -178,27 +269,34 @@ export class DiskStore implements OnModuleInit {
       };
       const metadataText = JSON.stringify(metadata);
       const diskBytes = diskBytesOf(image.body.length, metadataText);
-      if (diskBytes > this.maxBytes - PROBE_RESERVE_BYTES) {
+      if (diskBytes > this.budgetBytes - PROBE_RESERVE_BYTES) {
         this.logger.warn(
-          `Not storing ${image.key} on disk: ${diskBytes} bytes exceed CACHE_DISK_MAX_SIZE (${this.maxBytes} bytes)`,
+          `Not storing ${image.key} on disk: ${diskBytes} bytes exceed the disk budget (${this.budgetBytes} bytes)`,
         );
         return false;
       }
-      await this.makeRoom(diskBytes);
-      await this.writeDurably(join(this.directory, bodyFile), image.body);
-      await this.writeDurably(this.metadataPath(image.key), metadataText);
-      await this.syncDirectory();
-      const previous = this.index.peek(image.key);
-      this.index.set(
-        image.key,
-        { metadata, diskBytes },
-        { noDisposeOnSet: true },
-      );
-      if (previous && previous.metadata.bodyFile !== bodyFile) {
-        await rm(join(this.directory, previous.metadata.bodyFile), {
-          force: true,
-        });
+      try {
+        await this.makeRoom(diskBytes);
+        try {
+          await this.writeEntry(image, bodyFile, metadataText);
+        } catch (error) {
+          if (!isOutOfSpace(error)) {
+            throw error;
+          }
+          // Something else filled the filesystem: free what this entry needs, try once more.
+          await this.evict(diskBytes);
+          await this.writeEntry(image, bodyFile, metadataText);
+        }
+      } catch (error) {
+        this.recordWriteFailure(error);
+        return false;
       }
+      const previous = this.index.peek(image.key);
+      this.index.set(image.key, { metadata, diskBytes });
+      if (previous && previous.metadata.bodyFile !== bodyFile) {
+        await this.removeFile(previous.metadata.bodyFile);
+      }
+      this.recordWriteSuccess();
       return true;
     });
   }
@@ -208,20 +306,104 @@ export class DiskStore implements OnModuleInit {
     isExpired: (metadata: StoredMetadata) => boolean,
   ): Promise<number> {
     return this.writes.runExclusive(async () => {
-      const expired = [...this.index.entries()].filter(([, entry]) =>
-        isExpired(entry.metadata),
-      );
-      for (const [key, entry] of expired) {
-        this.index.delete(key);
-        await this.removeFiles(key, entry);
+      let removed = 0;
+      for (const [key, entry] of [...this.index.entries()]) {
+        if (!isExpired(entry.metadata)) {
+          continue;
+        }
+        try {
+          await this.remove(key, entry);
+          removed += 1;
+        } catch (error) {
+          this.logger.warn(
+            `Could not remove expired image ${key}: ${errorMessage(error)}`,
+          );
+        }
       }
-      return expired.length;
+      return removed;
     });
   }
 
-  /** Proves the directory can take a write now: creates, syncs and removes a small file. */
-  async probe(): Promise<void> {
-    const path = join(this.directory, `.probe-${randomUUID()}${TEMP_SUFFIX}`);
+  /**
+   * Makes the index agree with what is really in the directory: entries whose files are gone
+   * or changed leave it, files no entry names are removed, and what cannot be removed is
+   * counted against the budget until it can. Runs every `CACHE_CLEANUP_INTERVAL_SECONDS`.
+   */
+  reconcile(): Promise<void> {
+    return this.writes.runExclusive(async () => {
+      const expected = new Set<string>();
+      for (const [key, entry] of [...this.index.entries()]) {
+        const intact = await this.filesMatch(key, entry);
+        if (intact) {
+          expected.add(this.metadataName(key)).add(entry.metadata.bodyFile);
+        } else {
+          this.index.delete(key);
+          await this.removeEntryFiles(key, entry).catch(() => undefined);
+        }
+      }
+      let unaccounted = 0;
+      for (const name of await readdir(this.directory)) {
+        // A readiness probe's file may be there for a moment: it removes it itself.
+        if (expected.has(name) || name.startsWith(PROBE_PREFIX)) {
+          continue;
+        }
+        const path = join(this.directory, name);
+        const info = await lstat(path).catch(() => undefined);
+        try {
+          await rm(path, { force: true });
+          this.logger.log(`Removed ${name}, which no cached image names`);
+        } catch (error) {
+          unaccounted += blocksOf(info?.size ?? 0);
+          this.logger.warn(
+            `Could not remove ${name}, which no cached image names; its ${info?.size ?? 0} bytes count against the budget: ${errorMessage(error)}`,
+          );
+        }
+      }
+      this.unaccountedBytes = unaccounted;
+    });
+  }
+
+  private checkIsDue(): boolean {
+    return this.clock.now() - this.checkedAt >= this.checkIntervalMs;
+  }
+
+  /** Probes writes with a small file (create, fsync, remove); if they fail, whether reads still work. */
+  private async check(): Promise<DiskStatus> {
+    let status: DiskStatus;
+    try {
+      await this.probeWrite();
+      status = { readable: true, writable: true };
+      this.writeOutage.succeeded();
+    } catch (error) {
+      const reason = errorMessage(error);
+      status = { readable: await this.isReadable(), writable: false, reason };
+      this.writeOutage.failed(reason);
+    }
+    this.health = status;
+    this.checkedAt = this.clock.now();
+    return status;
+  }
+
+  private recordWriteFailure(error: unknown): void {
+    const reason = errorMessage(error);
+    this.health = { readable: this.health.readable, writable: false, reason };
+    this.checkedAt = this.clock.now();
+    this.writeOutage.failed(reason);
+  }
+
+  private recordWriteSuccess(): void {
+    if (!this.health.writable || !this.health.readable) {
+      this.health = { readable: true, writable: true };
+      this.checkedAt = this.clock.now();
+    }
+    this.writeOutage.succeeded();
+  }
+
+  private async probeWrite(): Promise<void> {
+    const path = join(
+      this.directory,
+      `${PROBE_PREFIX}${randomUUID()}${TEMP_SUFFIX}`,
+    );
     try {
       const file = await open(path, 'wx');
       try {
@@ -233,6 +415,35 @@ export class DiskStore implements OnModuleInit {
     } finally {
       await rm(path, { force: true });
     }
+  }
+
+  private async isReadable(): Promise<boolean> {
+    try {
+      const directory = await opendir(this.directory);
+      await directory.close();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Body first, then the metadata naming it; a body whose metadata could not be written goes. */
+  private async writeEntry(
+    image: CachedImage,
+    bodyFile: string,
+    metadataText: string,
+  ): Promise<void> {
+    const previousBody = this.index.peek(image.key)?.metadata.bodyFile;
+    await this.writeDurably(join(this.directory, bodyFile), image.body);
+    try {
+      await this.writeDurably(this.metadataPath(image.key), metadataText);
+    } catch (error) {
+      if (bodyFile !== previousBody) {
+        await this.removeFile(bodyFile);
+      }
+      throw error;
+    }
+    await this.syncDirectory();
   }
 
   private async writeDurably(
@@ -250,7 +461,7 @@ export class DiskStore implements OnModuleInit {
       }
       await rename(temporary, path);
     } catch (error) {
-      await rm(temporary, { force: true });
+      await rm(temporary, { force: true }).catch(() => undefined);
       throw error;
     }
   }
@@ -267,25 +478,80 @@ export class DiskStore implements OnModuleInit {
 
   /**
    * Makes room for `bytes` more: evicts least-recently-used entries until the stored entries,
-   * the new one and the probe's reserve fit the budget. Runs inside a write's turn.
+   * the new one, the probe's reserve and any unaccounted files fit the budget. Runs inside a
+   * write's turn; fails, storing nothing, when an eviction fails or nothing more can go.
    */
   private async makeRoom(bytes: number): Promise<void> {
-    const limit = this.maxBytes - PROBE_RESERVE_BYTES;
+    const limit =
+      this.budgetBytes - PROBE_RESERVE_BYTES - this.unaccountedBytes;
     while (this.index.size > 0 && this.index.calculatedSize + bytes > limit) {
-      const key = this.index.rkeys().next().value as string;
-      const entry = this.index.peek(key);
-      this.index.delete(key);
-      if (entry) {
-        await this.removeFiles(key, entry);
-      }
+      await this.removeLeastRecentlyUsed();
     }
+    if (this.index.calculatedSize + bytes > limit) {
+      throw new Error(
+        `no room for ${bytes} bytes: ${this.unaccountedBytes} bytes of files that could not be removed take the budget`,
+      );
+    }
+  }
+
+  /** Evicts least-recently-used entries until they freed at least `bytes` (or none is left). */
+  private async evict(bytes: number): Promise<void> {
+    let freed = 0;
+    while (freed < bytes && this.index.size > 0) {
+      freed += await this.removeLeastRecentlyUsed();
+    }
+  }
+
+  /** Returns the bytes freed. */
+  private async removeLeastRecentlyUsed(): Promise<number> {
+    const key = this.index.rkeys().next().value as string;
+    const entry = this.index.peek(key) as IndexEntry;
+    await this.remove(key, entry);
+    return entry.diskBytes;
+  }
+
+  /** Removes an entry's files, then the entry: while its files stay, its bytes stay counted. */
+  private async remove(key: string, entry: IndexEntry): Promise<void> {
+    await this.removeEntryFiles(key, entry);
+    if (this.index.peek(key) === entry) {
+      this.index.delete(key);
+    }
+  }
+
+  /**
+   * The filesystem's size, when it is smaller than the budget, minus some headroom: a budget
+   * the filesystem cannot hold only ever ends in ENOSPC, with nothing evicted to make room.
+   */
+  private async budgetThatFits(): Promise<number> {
+    let filesystemBytes: number;
+    try {
+      const { blocks, bsize } = await statfs(this.directory);
+      filesystemBytes = blocks * bsize;
+    } catch (error) {
+      this.logger.warn(
+        `Could not read the size of the filesystem of ${this.directory}; keeping CACHE_DISK_MAX_SIZE: ${errorMessage(error)}`,
+      );
+      return this.configuredMaxBytes;
+    }
+    const fits =
+      Math.floor((filesystemBytes * (1 - FILESYSTEM_HEADROOM)) / BLOCK_BYTES) *
+      BLOCK_BYTES;
+    if (this.configuredMaxBytes <= fits) {
+      return this.configuredMaxBytes;
+    }
+    this.logger.warn(
+      `CACHE_DISK_MAX_SIZE (${this.configuredMaxBytes} bytes) is larger than the filesystem of ${this.directory} (${filesystemBytes} bytes); using ${fits} bytes`,
+    );
+    return fits;
   }
 
   /**
    * Rebuilds the index from the metadata files, and removes what an interrupted write left
    * behind (temporary files, bodies no metadata names) and what cannot be used (unreadable
-   * metadata, a missing or wrongly sized body). The entries fetched longest ago count as the
-   * least recently used. If they exceed the budget (it was lowered), the oldest are removed.
+   * metadata, a missing or wrongly sized body, anything that is not a regular file). The
+   * entries fetched longest ago count as the least recently used. If they exceed the budget
+   * (it was lowered), the oldest are removed. Removing is best-effort: on a read-only
+   * directory what cannot go is logged, and start-up goes on.
    */
   private async rebuildIndex(): Promise<void> {
     const names = await readdir(this.directory);
@@ -293,14 +559,18 @@ export class DiskStore implements OnModuleInit {
     for (const name of names.filter((entry) =>
       entry.endsWith(METADATA_SUFFIX),
     )) {
-      const path = join(this.directory, name);
       try {
-        const metadataText = await readFile(path, 'utf8');
+        const metadataText = (
+          await readRegularFile(join(this.directory, name))
+        ).toString('utf8');
         const metadata = metadataSchema.parse(JSON.parse(metadataText));
-        if (name !== `${this.baseName(metadata.key)}${METADATA_SUFFIX}`) {
+        if (name !== this.metadataName(metadata.key)) {
           throw new Error(`it names key ${JSON.stringify(metadata.key)}`);
         }
-        const body = await stat(join(this.directory, metadata.bodyFile));
+        const body = await lstat(join(this.directory, metadata.bodyFile));
+        if (!body.isFile()) {
+          throw new Error('its body is not a regular file');
+        }
         if (body.size !== metadata.bytes) {
           throw new Error(
             `its body has ${body.size} bytes, not ${metadata.bytes}`,
@@ -314,7 +584,7 @@ export class DiskStore implements OnModuleInit {
         this.logger.warn(
           `Removing unusable metadata ${name}: ${errorMessage(error)}`,
         );
-        await rm(path, { force: true });
+        await this.removeFile(name);
       }
     }
     // Newest first: keep what fits the budget (it may have been lowered), remove the rest.
@@ -324,16 +594,24 @@ export class DiskStore implements OnModuleInit {
     const kept: IndexEntry[] = [];
     let keptBytes = 0;
     for (const entry of found) {
-      if (keptBytes + entry.diskBytes <= this.maxBytes - PROBE_RESERVE_BYTES) {
+      if (
+        keptBytes + entry.diskBytes <=
+        this.budgetBytes - PROBE_RESERVE_BYTES
+      ) {
         kept.push(entry);
         keptBytes += entry.diskBytes;
       } else {
-        await this.removeFiles(entry.metadata.key, entry);
+        await this.removeEntryFiles(entry.metadata.key, entry).catch(
+          (error: unknown) =>
+            this.logger.warn(
+              `Could not remove ${entry.metadata.key}, over the budget: ${errorMessage(error)}`,
+            ),
+        );
       }
     }
     if (kept.length < found.length) {
       this.logger.log(
-        `Removed the ${found.length - kept.length} oldest image(s) to fit CACHE_DISK_MAX_SIZE (${this.maxBytes} bytes)`,
+        `Removed the ${found.length - kept.length} oldest image(s) to fit the disk budget (${this.budgetBytes} bytes)`,
       );
     }
     this.index.clear();
@@ -346,19 +624,36 @@ export class DiskStore implements OnModuleInit {
         name.endsWith(TEMP_SUFFIX) ||
         (name.endsWith(BODY_SUFFIX) && !referenced.has(name)),
     );
-    await Promise.all(
-      leftovers.map((name) => rm(join(this.directory, name), { force: true })),
-    );
-    if (leftovers.length > 0) {
+    let removed = 0;
+    for (const name of leftovers) {
+      removed += (await this.removeFile(name)) ? 1 : 0;
+    }
+    if (removed > 0) {
       this.logger.log(
-        `Removed ${leftovers.length} leftover file(s) of interrupted writes from ${this.directory}`,
+        `Removed ${removed} leftover file(s) of interrupted writes from ${this.directory}`,
       );
     }
     this.logger.log(
-      `Cache directory ${this.directory} holds ${this.index.size} stored image(s), ${this.index.calculatedSize} of ${this.maxBytes} bytes`,
+      `Cache directory ${this.directory} holds ${this.index.size} stored image(s), ${this.index.calculatedSize} of ${this.budgetBytes} bytes`,
     );
   }
 
+  /** Whether an entry's files are still regular files of the sizes it was stored with. */
+  private async filesMatch(key: string, entry: IndexEntry): Promise<boolean> {
+    try {
+      const [metadata, body] = await Promise.all([
+        lstat(this.metadataPath(key)),
+        lstat(join(this.directory, entry.metadata.bodyFile)),
+      ]);
+      return (
+        metadata.isFile() && body.isFile() && body.size === entry.metadata.bytes
+      );
+    } catch {
+      return false;
+    }
+  }
+
+  /** Drops an entry that must never be served; its files go too if they can. */
   private async discard(
     key: string,
     entry: IndexEntry,
@@ -370,18 +665,42 @@ export class DiskStore implements OnModuleInit {
     if (this.index.peek(key) === entry) {
       this.index.delete(key);
     }
-    await this.removeFiles(key, entry);
+    await this.removeEntryFiles(key, entry).catch((error: unknown) =>
+      this.logger.warn(
+        `Could not remove the files of ${JSON.stringify(key)} (the next reconciliation counts them): ${errorMessage(error)}`,
+      ),
+    );
     return undefined;
   }
 
   /** Metadata first: a crash in between leaves only a body that no metadata names, swept at start. */
-  private async removeFiles(key: string, entry: IndexEntry): Promise<void> {
+  private async removeEntryFiles(
+    key: string,
+    entry: IndexEntry,
+  ): Promise<void> {
     await rm(this.metadataPath(key), { force: true });
     await rm(join(this.directory, entry.metadata.bodyFile), { force: true });
   }
 
+  /** Best-effort removal of one file of the directory: false, logged, when it stays. */
+  private async removeFile(name: string): Promise<boolean> {
+    try {
+      await rm(join(this.directory, name), { force: true });
+      return true;
+    } catch (error) {
+      this.logger.warn(
+        `Could not remove ${join(this.directory, name)}: ${errorMessage(error)}`,
+      );
+      return false;
+    }
+  }
+
   private metadataPath(key: string): string {
-    return join(this.directory, `${this.baseName(key)}${METADATA_SUFFIX}`);
+    return join(this.directory, this.metadataName(key));
+  }
+
+  private metadataName(key: string): string {
+    return `${this.baseName(key)}${METADATA_SUFFIX}`;
   }
 
   /** Keys may hold any character; file names are a digest of them. */
@@ -394,9 +713,56 @@ export function sha256Hex(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+function blocksOf(bytes: number): number {
+  return Math.ceil(bytes / BLOCK_BYTES) * BLOCK_BYTES;
+}
+
 /** Disk space of an entry, its body of `bodyBytes` and its metadata file, in whole blocks. */
 function diskBytesOf(bodyBytes: number, metadataText: string): number {
-  const blocks = (bytes: number) =>
-    Math.ceil(bytes / BLOCK_BYTES) * BLOCK_BYTES;
-  return blocks(bodyBytes) + blocks(Buffer.byteLength(metadataText));
+  return blocksOf(bodyBytes) + blocksOf(Buffer.byteLength(metadataText));
+}
+
+function isOutOfSpace(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/**
+ * Reads a file of the cache directory, refusing anything but a regular file (a symbolic link,
+ * a FIFO, a device), one of another size than `expectedBytes` when given, and a read that takes
+ * longer than `DISK_READ_TIMEOUT_MS`.
+ */
+async function readRegularFile(
+  path: string,
+  expectedBytes?: number,
+): Promise<Buffer> {
+  const file = await open(path, SAFE_READ_FLAGS);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(`reading took longer than ${DISK_READ_TIMEOUT_MS} ms`),
+        ),
+      DISK_READ_TIMEOUT_MS,
+    );
+  });
+  try {
+    const info = await Promise.race([file.stat(), timeout]);
+    if (!info.isFile()) {
+      throw new Error('not a regular file');
+    }
+    if (expectedBytes !== undefined && info.size !== expectedBytes) {
+      throw new Error(`${info.size} bytes, not ${expectedBytes}`);
+    }
+    return await Promise.race([file.readFile(), timeout]);
+  } finally {
+    clearTimeout(timer);
+    // Not awaited: closing waits for a read that hangs, and the caller must not.
+    closeQuietly(file);
+  }
+}
+
+function closeQuietly(file: FileHandle): void {
+  file.close().catch(() => undefined);
 }
