@@ -12,6 +12,14 @@ import type { Socket } from 'node:net';
 import { serverConfig } from '../config/server.config';
 
 const DROP_LOG_INTERVAL_MS = 10_000;
+/**
+ * How long an idle keep-alive connection stays open: longer than the 60 s idle timeouts of
+ * ingress-nginx and the common cloud load balancers (Fastify's default), so a proxy never
+ * sends a request on a connection we are closing.
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 72_000;
+/** During the shutdown drain, how long a connection may stay idle before it is closed. */
+export const DRAIN_IDLE_TIMEOUT_MS = 1000;
 
 /**
  * What every connection to the HTTP server is held to, set on Node's server itself so it
@@ -22,9 +30,11 @@ const DROP_LOG_INTERVAL_MS = 10_000;
  * - at most `MAX_CONNECTIONS` connections at once;
  * - `X-Content-Type-Options: nosniff` on every reply, so no browser reads a body as anything
  *   but its declared type;
- * - from the start of shutdown, every reply carries `Connection: close` and idle keep-alive
- *   connections are closed, so a client never sends a request on a connection the server
- *   closes under it when the drain ends.
+ * - from the start of shutdown, every reply carries `Connection: close`, and a connection
+ *   that stays idle for `DRAIN_IDLE_TIMEOUT_MS` is closed, so no client sends a request on a
+ *   connection the server closes under it when the drain ends. (Closing idle connections at
+ *   once would lose requests a client has sent but the server has not read yet: Node counts
+ *   those connections as idle.)
  */
 @Injectable()
 export class ConnectionPolicy
@@ -32,6 +42,7 @@ export class ConnectionPolicy
 {
   private readonly logger = new Logger(ConnectionPolicy.name);
   private server?: Server;
+  private readonly sockets = new Set<Socket>();
   private draining = false;
   private dropped = 0;
   private lastDropLogAt = -Infinity;
@@ -51,18 +62,27 @@ export class ConnectionPolicy
     this.server = server;
     const { clientIdleTimeoutMs, maxConnections } = this.config;
     server.maxConnections = maxConnections;
+    server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
     server.requestTimeout = clientIdleTimeoutMs;
     server.headersTimeout = clientIdleTimeoutMs;
     // Applies to sockets accepted from now on: Node destroys a socket idle this long, unless
     // the reply's own 'timeout' listener (below) decides otherwise.
     server.timeout = clientIdleTimeoutMs;
     server.prependListener('request', this.onRequest);
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
     server.on('drop', () => this.onDrop());
   }
 
   onModuleDestroy(): void {
     this.draining = true;
-    this.server?.closeIdleConnections();
+    for (const socket of this.sockets) {
+      // An idle connection goes after this; one with a request is answered first (a reply
+      // waiting for the upstream is not cut, see disconnectStalledReader).
+      socket.setTimeout(DRAIN_IDLE_TIMEOUT_MS);
+    }
   }
 
   /** Logs refused connections at most once per interval, with how many, not once each. */
