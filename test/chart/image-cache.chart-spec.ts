@@ -191,7 +191,12 @@ describe('the Helm chart helm/image-cache', () => {
   it('passes the other settings through the ConfigMap the container reads', async () => {
     const objects = await render({
       cache: { staleIfErrorSeconds: 0 },
-      upstream: { baseUrl: 'http://mirror.internal', timeoutMs: 2500 },
+      upstream: {
+        baseUrl: 'http://mirror.internal',
+        timeoutMs: 2500,
+        allowedRedirectHosts: ['images.mirror.internal', 'cdn.example.com'],
+      },
+      server: { maxConnections: 200, clientIdleTimeoutMs: 10000 },
       imageSize: { width: 800, height: 600 },
     });
     const config = configOf(objects);
@@ -204,7 +209,11 @@ describe('the Helm chart helm/image-cache', () => {
       UPSTREAM_TIMEOUT_MS: '2500',
       UPSTREAM_MAX_BYTES: '20971520',
       UPSTREAM_MAX_CONCURRENCY: '8',
+      UPSTREAM_ALLOWED_REDIRECT_HOSTS: 'images.mirror.internal,cdn.example.com',
+      MAX_CONNECTIONS: '200',
+      CLIENT_IDLE_TIMEOUT_MS: '10000',
       CACHE_CLEANUP_INTERVAL_SECONDS: '600',
+      READINESS_DISK_CHECK_INTERVAL_MS: '5000',
       IMAGE_WIDTH: '800',
       IMAGE_HEIGHT: '600',
     });
@@ -216,6 +225,13 @@ describe('the Helm chart helm/image-cache', () => {
     const defaults = configOf(await render());
     expect(defaults).not.toHaveProperty('CACHE_STALE_IF_ERROR_SECONDS');
     expect(defaults).not.toHaveProperty('IMAGE_HEIGHT');
+    // The service's own default (the base URL's host plus Picsum's image host) applies.
+    expect(defaults).not.toHaveProperty('UPSTREAM_ALLOWED_REDIRECT_HOSTS');
+    expect(defaults).toMatchObject({
+      UPSTREAM_TIMEOUT_MS: '30000',
+      MAX_CONNECTIONS: '1024',
+      CLIENT_IDLE_TIMEOUT_MS: '30000',
+    });
   });
 
   it('probes /health/live and /health/ready on the http port the service listens on', async () => {
@@ -356,6 +372,16 @@ describe('the Helm chart helm/image-cache', () => {
       'a memoryMaxSize in the wrong unit',
       { cache: { memoryMaxSize: '64MB' } },
       /memoryMaxSize/,
+    ],
+    [
+      'a redirect host written as a URL',
+      { upstream: { allowedRedirectHosts: ['https://cdn.example.com'] } },
+      /allowedRedirectHosts/,
+    ],
+    [
+      'a client idle timeout under a second',
+      { server: { clientIdleTimeoutMs: 10 } },
+      /clientIdleTimeoutMs/,
     ],
   ])(
     'rejects %s through values.schema.json',
