@@ -1,7 +1,7 @@
 /**
  * `npm run bench:readiness`: does a flood of readiness probes slow down misses? The service
  * runs twice in the same run, once probing the disk on every `/health/ready`
- * (`READINESS_DISK_CHECK_INTERVAL_MS=0`, as before 0.3.0) and once with the default interval,
+ * (`READINESS_DISK_CHECK_INTERVAL_MS=0`, as every probe did before the interval existed) and once with the default interval,
  * while about 700 probes a second hit it and 40 distinct misses are fetched at once (each
  * miss fsyncs its image). Prints the misses' median and p99 latency for both.
  */
