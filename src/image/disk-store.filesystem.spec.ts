@@ -1,17 +1,15 @@
 import { Logger } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import { mkdir, readdir, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { diskUsage } from '../../test/support/disk-usage';
 import { FakeClock } from '../../test/support/fake-clock';
+import { openDiskStore } from '../../test/support/open-disk-store';
 import {
   mountTmpfs,
   type Tmpfs,
   tmpfsUnavailable,
 } from '../../test/support/tmpfs';
-import { cacheConfig } from '../config/cache.config';
 import { type CachedImage, createCachedImage } from './cached-image';
-import { Clock } from './clock';
 import { DiskStore, sha256Hex } from './disk-store';
 
 const KIB = 1024;
@@ -51,23 +49,8 @@ if (unavailable) {
     let warn: jest.SpyInstance;
     let error: jest.SpyInstance;
 
-    async function openStore(diskMaxBytes: number): Promise<DiskStore> {
-      const moduleRef = await Test.createTestingModule({
-        providers: [
-          DiskStore,
-          { provide: Clock, useValue: clock },
-          {
-            provide: cacheConfig.KEY,
-            useValue: {
-              directory: cacheDir,
-              diskMaxBytes,
-              readinessDiskCheckIntervalMs: CHECK_INTERVAL_MS,
-            },
-          },
-        ],
-      }).compile();
-      await moduleRef.init();
-      return moduleRef.get(DiskStore);
+    function openStore(diskMaxBytes: number): Promise<DiskStore> {
+      return openDiskStore(cacheDir, diskMaxBytes, clock, CHECK_INTERVAL_MS);
     }
 
     /** Fills the filesystem, outside the cache directory, until `leaveFree` bytes are left. */

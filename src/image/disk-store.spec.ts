@@ -1,4 +1,3 @@
-import { Test } from '@nestjs/testing';
 import { execFileSync } from 'node:child_process';
 import {
   mkdir,
@@ -13,9 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { diskUsage } from '../../test/support/disk-usage';
 import { FakeClock } from '../../test/support/fake-clock';
-import { cacheConfig } from '../config/cache.config';
+import { openDiskStore } from '../../test/support/open-disk-store';
 import { type CachedImage, createCachedImage } from './cached-image';
-import { Clock } from './clock';
 import { DiskStore, sha256Hex } from './disk-store';
 
 const JPEG_START = Buffer.from([0xff, 0xd8, 0xff, 0xe0]);
@@ -48,27 +46,11 @@ describe(DiskStore.name, () => {
   let directory: string;
   let clock: FakeClock;
 
-  async function openStore(
+  function openStore(
     cacheDir = directory,
     diskMaxBytes = 64 * 1024 * 1024,
   ): Promise<DiskStore> {
-    const moduleRef = await Test.createTestingModule({
-      providers: [
-        DiskStore,
-        { provide: Clock, useValue: clock },
-        {
-          provide: cacheConfig.KEY,
-          useValue: {
-            directory: cacheDir,
-            ttlSeconds: 600,
-            diskMaxBytes,
-            readinessDiskCheckIntervalMs: CHECK_INTERVAL_MS,
-          },
-        },
-      ],
-    }).compile();
-    await moduleRef.init();
-    return moduleRef.get(DiskStore);
+    return openDiskStore(cacheDir, diskMaxBytes, clock, CHECK_INTERVAL_MS);
   }
 
   beforeEach(async () => {

@@ -1,0 +1,26 @@
+import { Test } from '@nestjs/testing';
+import { cacheConfig } from '../../src/config/cache.config';
+import { Clock } from '../../src/image/clock';
+import { DiskStore } from '../../src/image/disk-store';
+import type { FakeClock } from './fake-clock';
+
+/** A `DiskStore` on `directory`, initialised as at start-up (directory made, index rebuilt, first probe). */
+export async function openDiskStore(
+  directory: string,
+  diskMaxBytes: number,
+  clock: FakeClock,
+  readinessDiskCheckIntervalMs = 5000,
+): Promise<DiskStore> {
+  const moduleRef = await Test.createTestingModule({
+    providers: [
+      DiskStore,
+      { provide: Clock, useValue: clock },
+      {
+        provide: cacheConfig.KEY,
+        useValue: { directory, diskMaxBytes, readinessDiskCheckIntervalMs },
+      },
+    ],
+  }).compile();
+  await moduleRef.init();
+  return moduleRef.get(DiskStore);
+}
