@@ -147,9 +147,8 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
 
   /**
    * Removes from both tiers the entries past their TTL and their stale-if-error window, which
-   * can never be served again. Without a stale
-   * window, an expired image may still be served while the upstream fails, so it is kept
-   * until the byte budgets evict it.
+   * can never be served again. Without a stale window, an expired image may still be served
+   * while the upstream fails, so it is kept until the byte budgets evict it.
    */
   async removeExpired(): Promise<number> {
     const staleIfErrorSeconds = this.cache.staleIfErrorSeconds;

@@ -219,11 +219,7 @@ describe(PicsumClient.name, () => {
       /^Upstream http:\S+ failed: ECONNREFUSED$/,
     );
     await expect(fetching).rejects.toMatchObject({
-      cause: expect.objectContaining({
-        message: expect.stringMatching(
-          /ECONNREFUSED 127\.0\.0\.1:\d+/,
-        ) as unknown,
-      }) as unknown,
+      cause: expect.stringMatching(/ECONNREFUSED 127\.0\.0\.1:\d+/) as unknown,
     });
   });
 });

@@ -137,8 +137,10 @@ export class PicsumClient {
 
   private describeFailure(url: string, error: unknown): HttpException {
     // The cause (with the resolved address, e.g. `connect ECONNREFUSED 10.0.0.7:443`) is for
-    // the log only; clients see the URL and the error code.
-    const options = { cause: error, description: 'Bad Gateway' };
+    // the log only; clients see the URL and the error code. Only its message is kept: the
+    // error is remembered for UPSTREAM_RETRY_AFTER_SECONDS, and axios' holds the request.
+    const cause = errorMessage(error);
+    const options = { cause, description: 'Bad Gateway' };
     if (error instanceof AxiosError) {
       if (
         error.code === AxiosError.ERR_CANCELED ||
@@ -147,7 +149,7 @@ export class PicsumClient {
       ) {
         return new GatewayTimeoutException(
           `Upstream ${url} did not answer within UPSTREAM_TIMEOUT_MS (${this.config.timeoutMs} ms)`,
-          { cause: error, description: 'Gateway Timeout' },
+          { cause, description: 'Gateway Timeout' },
         );
       }
       if (error.message.startsWith('maxContentLength')) {
