@@ -54,7 +54,7 @@ const TINY_WEBP = Buffer.from(
 );
 /** The stored XSS an earlier signature check let through. */
 export const SVG_WITH_SCRIPT = Buffer.from(
-  '<x  ftypavif="1" xmlns="http://www.w3.org/1999/xhtml"><script>document.title="pwned"</script></x>',
+  '<x  ftypavif="1" xmlns="http://www.w3.org/1999/xhtml"><script>window.pwned=location.origin</script></x>',
 );
 /** Drawn at the requested size up to this; larger sizes get a JPEG this big, to stay fast. */
 const MAX_DRAWN_SIDE = 1200;
