@@ -33,20 +33,24 @@ export class ServiceProcess {
   /** Starts the service and resolves once it listens, with its base URL. */
   static async start(
     env: Record<string, string>,
+    nodeOptions: string[] = [],
   ): Promise<{ service: ServiceProcess; url: string }> {
-    const service = ServiceProcess.spawn(env);
+    const service = ServiceProcess.spawn(env, nodeOptions);
     const url = await service.listening();
     return { service, url };
   }
 
   /** Starts the service without waiting for it, for tests of start-up failures. */
-  static spawn(env: Record<string, string>): ServiceProcess {
+  static spawn(
+    env: Record<string, string>,
+    nodeOptions: string[] = [],
+  ): ServiceProcess {
     if (!existsSync(MAIN)) {
       throw new Error(
         `${MAIN} does not exist: build first (npm test and npm run test:e2e do)`,
       );
     }
-    const child = spawn(process.execPath, [MAIN], {
+    const child = spawn(process.execPath, [...nodeOptions, MAIN], {
       env: {
         PATH: process.env.PATH,
         NO_COLOR: '1',
