@@ -1,6 +1,6 @@
 import { TerminusModule } from '@nestjs/terminus';
 import { Test } from '@nestjs/testing';
-import { type DiskStatus, DiskStore } from '../image/disk-store';
+import { type DiskStatus, DiskStore } from '../image/cache/disk-store';
 import { CacheStorageHealthIndicator } from './cache-storage.health';
 
 describe(CacheStorageHealthIndicator.name, () => {

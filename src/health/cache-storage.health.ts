@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
-import { DiskStore } from '../image/disk-store';
+import { DiskStore } from '../image/cache/disk-store';
 
 /**
  * Ready while the cache directory can be read, so stored images can be served. A directory

@@ -8,12 +8,12 @@ import {
   Res,
 } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
-import { CacheService } from './cache.service';
+import { CacheService } from './cache/cache.service';
 import { ifNoneMatchMatches } from './conditional-request';
 import type { ImageInfo } from './image-info';
 import { type ImageVariant, variantKey } from './image-variant';
 import { ImageVariantPipe } from './image-variant.pipe';
-import { UpstreamBusyException } from './upstream-busy.exception';
+import { UpstreamBusyException } from './upstream/upstream-busy.exception';
 
 /**
  * Whatever an image body holds, a browser that opens it as a document runs nothing and loads

@@ -1,13 +1,13 @@
 import { HttpModule } from '@nestjs/axios';
 import { Module } from '@nestjs/common';
-import { CacheService } from './cache.service';
-import { Clock } from './clock';
-import { DiskStore } from './disk-store';
+import { CacheService } from './cache/cache.service';
+import { Clock } from './cache/clock';
+import { DiskStore } from './cache/disk-store';
 import { ImageVariantPipe } from './image-variant.pipe';
 import { ImageController } from './image.controller';
-import { MemoryTier } from './memory-tier';
-import { PicsumClient } from './picsum.client';
-import { UpstreamLimiter } from './upstream-limiter';
+import { MemoryTier } from './cache/memory-tier';
+import { PicsumClient } from './upstream/picsum.client';
+import { UpstreamLimiter } from './upstream/upstream-limiter';
 
 @Module({
   imports: [HttpModule],

@@ -1,7 +1,7 @@
 import { Test } from '@nestjs/testing';
 import { cacheConfig } from '../../src/config/cache.config';
-import { Clock } from '../../src/image/clock';
-import { DiskStore } from '../../src/image/disk-store';
+import { Clock } from '../../src/image/cache/clock';
+import { DiskStore } from '../../src/image/cache/disk-store';
 import type { FakeClock } from './fake-clock';
 
 /** A `DiskStore` on `directory`, initialised as at start-up (directory made, index rebuilt, first probe). */

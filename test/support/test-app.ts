@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppModule } from '../../src/app.module';
-import { Clock } from '../../src/image/clock';
+import { Clock } from '../../src/image/cache/clock';
 import { FakeClock } from './fake-clock';
 
 export interface TestApp {

@@ -4,17 +4,17 @@ import {
   Logger,
 } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
-import { FakeClock } from '../../test/support/fake-clock';
-import { cacheConfig } from '../config/cache.config';
-import { upstreamConfig } from '../config/upstream.config';
+import { FakeClock } from '../../../test/support/fake-clock';
+import { cacheConfig } from '../../config/cache.config';
+import { upstreamConfig } from '../../config/upstream.config';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';
 import { DiskStore, type StoredMetadata } from './disk-store';
-import type { ImageVariant } from './image-variant';
+import type { ImageVariant } from '../image-variant';
 import { MemoryTier } from './memory-tier';
-import { PicsumClient, type UpstreamImage } from './picsum.client';
-import { UpstreamBusyException } from './upstream-busy.exception';
-import { UpstreamLimiter } from './upstream-limiter';
+import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
+import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
+import { UpstreamLimiter } from '../upstream/upstream-limiter';
 
 const SIZE: ImageVariant = {
   width: 1200,

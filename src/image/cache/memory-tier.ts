@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { LRUCache } from 'lru-cache';
-import { cacheConfig } from '../config/cache.config';
+import { cacheConfig } from '../../config/cache.config';
 import type { CachedImage } from './cached-image';
 
 /** What an entry costs beyond its body: the object, its strings and precomputed headers. */

@@ -1,10 +1,10 @@
 import { HttpModule } from '@nestjs/axios';
 import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
-import { FakePicsum } from '../../test/fake-picsum/fake-picsum.server';
-import { freePort } from '../../test/support/free-port';
-import { upstreamConfig } from '../config/upstream.config';
-import type { ImageVariant } from './image-variant';
+import { FakePicsum } from '../../../test/fake-picsum/fake-picsum.server';
+import { freePort } from '../../../test/support/free-port';
+import { upstreamConfig } from '../../config/upstream.config';
+import type { ImageVariant } from '../image-variant';
 import { PicsumClient, upstreamPath } from './picsum.client';
 
 /** The deadline of the timeout tests: short, so they run fast. */

@@ -1,14 +1,14 @@
 import { Logger } from '@nestjs/common';
 import { mkdir, readdir, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { diskUsage } from '../../test/support/disk-usage';
-import { FakeClock } from '../../test/support/fake-clock';
-import { openDiskStore } from '../../test/support/open-disk-store';
+import { diskUsage } from '../../../test/support/disk-usage';
+import { FakeClock } from '../../../test/support/fake-clock';
+import { openDiskStore } from '../../../test/support/open-disk-store';
 import {
   mountTmpfs,
   type Tmpfs,
   tmpfsUnavailable,
-} from '../../test/support/tmpfs';
+} from '../../../test/support/tmpfs';
 import { type CachedImage, createCachedImage } from './cached-image';
 import { DiskStore, sha256Hex } from './disk-store';
 

@@ -17,13 +17,13 @@ import {
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { errorMessage } from '../common/error-message';
-import { OutageLog } from '../common/outage-log';
-import { cacheConfig } from '../config/cache.config';
+import { errorMessage } from '../../common/error-message';
+import { OutageLog } from '../../common/outage-log';
+import { cacheConfig } from '../../config/cache.config';
 import { type CachedImage, createCachedImage } from './cached-image';
 import { Clock } from './clock';
-import { CONTENT_TYPES, detectImageFormat } from './image-signature';
-import { isValidPicsumId } from './picsum.client';
+import { CONTENT_TYPES, detectImageFormat } from '../upstream/image-signature';
+import { isValidPicsumId } from '../upstream/picsum.client';
 
 const METADATA_SUFFIX = '.meta.json';
 const BODY_SUFFIX = '.img';

@@ -10,9 +10,9 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { diskUsage } from '../../test/support/disk-usage';
-import { FakeClock } from '../../test/support/fake-clock';
-import { openDiskStore } from '../../test/support/open-disk-store';
+import { diskUsage } from '../../../test/support/disk-usage';
+import { FakeClock } from '../../../test/support/fake-clock';
+import { openDiskStore } from '../../../test/support/open-disk-store';
 import { type CachedImage, createCachedImage } from './cached-image';
 import { DiskStore, sha256Hex } from './disk-store';
 

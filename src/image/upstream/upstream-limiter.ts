@@ -6,7 +6,7 @@ import {
   type SemaphoreInterface,
   withTimeout,
 } from 'async-mutex';
-import { upstreamConfig } from '../config/upstream.config';
+import { upstreamConfig } from '../../config/upstream.config';
 import { UpstreamBusyException } from './upstream-busy.exception';
 
 /**

@@ -10,14 +10,14 @@ import {
 import type { ConfigType } from '@nestjs/config';
 import { AxiosError, type AxiosResponse } from 'axios';
 import { firstValueFrom } from 'rxjs';
-import { errorMessage } from '../common/error-message';
-import { upstreamConfig } from '../config/upstream.config';
+import { errorMessage } from '../../common/error-message';
+import { upstreamConfig } from '../../config/upstream.config';
 import {
   CONTENT_TYPES,
   declaredImageFormat,
   detectImageFormat,
 } from './image-signature';
-import type { ImageVariant } from './image-variant';
+import type { ImageVariant } from '../image-variant';
 
 const MAX_REDIRECTS = 5;
 /** What of an upstream's text error reply is quoted in the error: enough for Picsum's `Invalid size`. */

@@ -9,9 +9,9 @@ import {
 } from '@nestjs/common';
 import { LRUCache } from 'lru-cache';
 import type { ConfigType } from '@nestjs/config';
-import { errorMessage } from '../common/error-message';
-import { cacheConfig } from '../config/cache.config';
-import { upstreamConfig } from '../config/upstream.config';
+import { errorMessage } from '../../common/error-message';
+import { cacheConfig } from '../../config/cache.config';
+import { upstreamConfig } from '../../config/upstream.config';
 import {
   type CacheLookup,
   type CachedImage,
@@ -19,12 +19,12 @@ import {
 } from './cached-image';
 import { Clock } from './clock';
 import { DiskStore, sha256Hex, type StoredMetadata } from './disk-store';
-import { type ImageVariant, variantKey } from './image-variant';
+import { type ImageVariant, variantKey } from '../image-variant';
 import { MemoryTier } from './memory-tier';
-import { PicsumClient, type UpstreamImage } from './picsum.client';
+import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
 import { SingleFlight } from './single-flight';
-import { UpstreamBusyException } from './upstream-busy.exception';
-import { UpstreamLimiter } from './upstream-limiter';
+import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
+import { UpstreamLimiter } from '../upstream/upstream-limiter';
 
 /** Failed fetches remembered at once, so that varying the variant cannot grow memory without bound. */
 const MAX_REMEMBERED_FAILURES = 10_000;
