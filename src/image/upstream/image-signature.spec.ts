@@ -45,17 +45,22 @@ const SVG_WITH_FTYP = Buffer.from(
   '<x  ftypavif="1" xmlns="http://www.w3.org/1999/xhtml"><script>alert(document.domain)</script></x>',
 );
 
+/** One complete image of each format. */
+const COMPLETE_IMAGES: ReadonlyArray<readonly [ImageFormat, Buffer]> = [
+  ['jpeg', JPEG],
+  ['png', PNG],
+  ['gif', GIF],
+  ['webp', WEBP],
+  ['avif', AVIF],
+];
+
 describe(detectImageFormat.name, () => {
-  it.each([
-    ['jpeg', JPEG],
-    ['png', PNG],
-    ['gif', GIF],
-    ['webp', WEBP],
-    ['avif', AVIF],
-    ['avif', AVIF_AS_COMPATIBLE_BRAND],
-  ] as const)('recognises a complete %s', (format, bytes) => {
-    expect(detectImageFormat(bytes)).toBe(format);
-  });
+  it.each([...COMPLETE_IMAGES, ['avif', AVIF_AS_COMPATIBLE_BRAND] as const])(
+    'recognises a complete %s',
+    (format, bytes) => {
+      expect(detectImageFormat(bytes)).toBe(format);
+    },
+  );
 
   it.each([
     ['an HTML page', Buffer.from('<!DOCTYPE html><html></html>')],
@@ -90,13 +95,7 @@ describe(detectImageFormat.name, () => {
     expect(detectImageFormat(bytes)).toBeUndefined();
   });
 
-  it.each([
-    ['jpeg', JPEG],
-    ['png', PNG],
-    ['gif', GIF],
-    ['webp', WEBP],
-    ['avif', AVIF],
-  ] as const)(
+  it.each(COMPLETE_IMAGES)(
     'refuses a %s cut short at any length, as a connection closed early leaves it',
     (_, bytes) => {
       for (let length = 0; length < bytes.length; length++) {
