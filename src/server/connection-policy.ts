@@ -41,7 +41,6 @@ export class ConnectionPolicy
   implements OnApplicationBootstrap, OnModuleDestroy
 {
   private readonly logger = new Logger(ConnectionPolicy.name);
-  private server?: Server;
   private readonly sockets = new Set<Socket>();
   private draining = false;
   private dropped = 0;
@@ -59,7 +58,6 @@ export class ConnectionPolicy
     if (!server) {
       return; // an application context without an HTTP server, as in some tests
     }
-    this.server = server;
     const { clientIdleTimeoutMs, maxConnections } = this.config;
     server.maxConnections = maxConnections;
     server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
