@@ -185,7 +185,7 @@ export class DiskStore implements OnModuleInit {
    * updated at once by any write of the tier's own that fails or succeeds.
    */
   async status(): Promise<DiskStatus> {
-    if (this.clock.now() - this.checkedAt < this.checkIntervalMs) {
+    if (!this.checkIsDue()) {
       return this.health;
     }
     this.checking ??= this.check().finally(() => (this.checking = undefined));
@@ -369,34 +369,44 @@ export class DiskStore implements OnModuleInit {
 
   /** Probes writes with a small file (create, fsync, remove); if they fail, whether reads still work. */
   private async check(): Promise<DiskStatus> {
-    let status: DiskStatus;
     try {
       await this.probeWrite();
-      status = { readable: true, writable: true };
-      this.writeOutage.succeeded();
+      return this.record({ readable: true, writable: true });
     } catch (error) {
       const reason = errorMessage(error);
-      status = { readable: await this.isReadable(), writable: false, reason };
-      this.writeOutage.failed(reason);
+      return this.record({
+        readable: await this.isReadable(),
+        writable: false,
+        reason,
+      });
     }
-    this.health = status;
-    this.checkedAt = this.clock.now();
-    return status;
   }
 
   private recordWriteFailure(error: unknown): void {
-    const reason = errorMessage(error);
-    this.health = { readable: this.health.readable, writable: false, reason };
-    this.checkedAt = this.clock.now();
-    this.writeOutage.failed(reason);
+    this.record({
+      readable: this.health.readable,
+      writable: false,
+      reason: errorMessage(error),
+    });
   }
 
+  /** A successful write only changes what readiness answers when the tier was failing. */
   private recordWriteSuccess(): void {
     if (!this.health.writable || !this.health.readable) {
-      this.health = { readable: true, writable: true };
-      this.checkedAt = this.clock.now();
+      this.record({ readable: true, writable: true });
     }
-    this.writeOutage.succeeded();
+  }
+
+  /** What a probe or one of the tier's own writes found: readiness answers it until the next check is due. */
+  private record(status: DiskStatus): DiskStatus {
+    this.health = status;
+    this.checkedAt = this.clock.now();
+    if (status.writable) {
+      this.writeOutage.succeeded();
+    } else {
+      this.writeOutage.failed(status.reason ?? 'not writable');
+    }
+    return status;
   }
 
   private async probeWrite(): Promise<void> {
