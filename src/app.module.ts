@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
 import { cacheConfig } from './config/cache.config';
 import { serverConfig } from './config/server.config';
+import { sharedCacheConfig } from './config/shared-cache.config';
 import { upstreamConfig } from './config/upstream.config';
 import { HealthModule } from './health/health.module';
 import { ImageModule } from './image/image.module';
@@ -13,7 +14,7 @@ import { ServerModule } from './server/server.module';
     // start-up with a message naming the variable before the server listens.
     ConfigModule.forRoot({
       isGlobal: true,
-      load: [serverConfig, cacheConfig, upstreamConfig],
+      load: [serverConfig, cacheConfig, upstreamConfig, sharedCacheConfig],
     }),
     ServerModule,
     ImageModule,

@@ -23,8 +23,11 @@ describe(parseEnvironment.name, () => {
       CLIENT_IDLE_TIMEOUT_MS: 30_000,
       MAX_CONNECTIONS: 1024,
       READINESS_DISK_CHECK_INTERVAL_MS: 5000,
+      REDIS_KEY_PREFIX: 'image-cache:',
+      REDIS_COMMAND_TIMEOUT_MS: 500,
     });
     expect(env.CACHE_STALE_IF_ERROR_SECONDS).toBeUndefined();
+    expect(env.REDIS_URL).toBeUndefined();
   });
 
   it('reads valid values and drops a trailing slash from the upstream URL', () => {
@@ -135,5 +138,57 @@ describe(parseEnvironment.name, () => {
     expect(() =>
       parseEnvironment({ CACHE_TTL_SECONDS: 'x', IMAGE_WIDTH: '0' }),
     ).toThrow(/CACHE_TTL_SECONDS="x"[\s\S]*IMAGE_WIDTH="0"/);
+  });
+
+  it('reads a Redis URL, or a Redis Cluster as a list of seed URLs', () => {
+    expect(
+      parseEnvironment({ REDIS_URL: 'rediss://app:s3cret@redis.internal:6380/2' })
+        .REDIS_URL,
+    ).toBe('rediss://app:s3cret@redis.internal:6380/2');
+    expect(
+      parseEnvironment({
+        REDIS_CLUSTER_URLS: 'redis://10.0.0.1:7000, redis://10.0.0.2:7000,',
+      }).REDIS_CLUSTER_URLS,
+    ).toEqual(['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000']);
+  });
+
+  it.each([
+    'http://redis:6379',
+    'redis://',
+    'redis://redis:6379/cache',
+    'not a url',
+  ])('refuses REDIS_URL=%s', (value) => {
+    expect(() => parseEnvironment({ REDIS_URL: value })).toThrow(
+      `REDIS_URL=${JSON.stringify(value)} is not allowed: expected redis://[user:password@]host:port[/db] or rediss:// for TLS`,
+    );
+  });
+
+  it('masks the password of a refused Redis URL, and never shows REDIS_PASSWORD', () => {
+    const parse = () =>
+      parseEnvironment({
+        REDIS_URL: 'redis://app:s3cret@redis:6379/x',
+        REDIS_CLUSTER_URLS: 'redis://:hunter2@a:7000,https://:hunter3@b:7000',
+      });
+
+    expect(parse).toThrow('REDIS_URL="redis://app:***@redis:6379/x"');
+    expect(parse).toThrow(
+      'REDIS_CLUSTER_URLS="redis://:***@a:7000,https://:***@b:7000"',
+    );
+    expect(parse).not.toThrow(/s3cret|hunter/);
+  });
+
+  it('refuses REDIS_URL and REDIS_CLUSTER_URLS together', () => {
+    expect(() =>
+      parseEnvironment({
+        REDIS_URL: 'redis://a:6379',
+        REDIS_CLUSTER_URLS: 'redis://b:7000',
+      }),
+    ).toThrow('REDIS_URL and REDIS_CLUSTER_URLS are both set');
+  });
+
+  it('refuses a key prefix with a brace, which would break Redis Cluster hash tags', () => {
+    expect(() => parseEnvironment({ REDIS_KEY_PREFIX: 'a{b}:' })).toThrow(
+      'REDIS_KEY_PREFIX="a{b}:" is not allowed',
+    );
   });
 });

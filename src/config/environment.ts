@@ -62,6 +62,58 @@ const httpUrl = z
   })
   .transform((url) => url.replace(/\/+$/, ''));
 
+/** `redis://` or `rediss://` (TLS), a host, optional credentials and port, and at most a database number as path. */
+function redisUrl(text: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return undefined;
+  }
+  const validProtocol = url.protocol === 'redis:' || url.protocol === 'rediss:';
+  const validPath = /^\/?\d{0,5}$/.test(url.pathname);
+  return validProtocol && url.hostname !== '' && validPath && !url.search
+    ? text
+    : undefined;
+}
+
+const REDIS_URL_EXPECTED =
+  'redis://[user:password@]host:port[/db] or rediss:// for TLS';
+
+const redisUrlSetting = z.string().transform((text, context) => {
+  const url = redisUrl(text.trim());
+  if (url === undefined) {
+    context.addIssue({ code: 'custom', message: REDIS_URL_EXPECTED });
+    return z.NEVER;
+  }
+  return url;
+});
+
+/** Seed nodes of a Redis Cluster: comma-separated Redis URLs. */
+const redisUrlList = z.string().transform((text, context) => {
+  const urls = text
+    .split(',')
+    .map((url) => url.trim())
+    .filter((url) => url !== '');
+  if (urls.length === 0 || urls.some((url) => redisUrl(url) === undefined)) {
+    context.addIssue({
+      code: 'custom',
+      message: `a comma-separated list of ${REDIS_URL_EXPECTED}`,
+    });
+    return z.NEVER;
+  }
+  return urls;
+});
+
+/** Variables whose values may hold a password: an error message shows them masked. */
+const SECRET_URL_VARIABLES = new Set(['REDIS_URL', 'REDIS_CLUSTER_URLS']);
+const SECRET_VARIABLES = new Set(['REDIS_PASSWORD']);
+
+/** `text` with the password of every URL in it replaced by `***`. */
+export function maskPasswords(text: string): string {
+  return text.replace(/(\/\/[^/@\s,:]*:)[^@\s,]*@/g, '$1***@');
+}
+
 export const environmentSchema = z.object({
   PORT: integer(0, 65_535).default(3000),
   HOST: z.string().default('0.0.0.0'),
@@ -85,6 +137,17 @@ export const environmentSchema = z.object({
   CLIENT_IDLE_TIMEOUT_MS: integer(1000, 3_600_000).default(30_000),
   MAX_CONNECTIONS: integer(1, 1_000_000).default(1024),
   READINESS_DISK_CHECK_INTERVAL_MS: integer(0, 600_000).default(5000),
+  REDIS_URL: redisUrlSetting.optional(),
+  REDIS_CLUSTER_URLS: redisUrlList.optional(),
+  REDIS_PASSWORD: z.string().optional(),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .regex(/^[\x21-\x7a\x7c\x7e]{1,64}$/, {
+      error:
+        '1 to 64 printable characters without blanks or braces, such as image-cache:',
+    })
+    .default('image-cache:'),
+  REDIS_COMMAND_TIMEOUT_MS: integer(1, 60_000).default(500),
 });
 
 export type Environment = z.output<typeof environmentSchema>;
@@ -110,11 +173,25 @@ export function parseEnvironment(env: NodeJS.ProcessEnv): Environment {
   );
   const result = environmentSchema.safeParse(present);
   if (result.success) {
+    if (result.data.REDIS_URL && result.data.REDIS_CLUSTER_URLS) {
+      throw new InvalidEnvironmentError([
+        'REDIS_URL and REDIS_CLUSTER_URLS are both set: set REDIS_URL for a standalone Redis or REDIS_CLUSTER_URLS for a Redis Cluster, not both',
+      ]);
+    }
     return result.data;
   }
   const problems = result.error.issues.map((issue) => {
     const name = String(issue.path[0]);
-    return `${name}=${JSON.stringify(present[name])} is not allowed: expected ${issue.message}`;
+    return `${name}=${shown(name, present[name])} is not allowed: expected ${issue.message}`;
   });
   throw new InvalidEnvironmentError(problems);
+}
+
+/** The value of `name` as an error message may show it: never a password. */
+function shown(name: string, value: string | undefined): string {
+  if (SECRET_VARIABLES.has(name)) {
+    return '(hidden)';
+  }
+  const text = JSON.stringify(value);
+  return SECRET_URL_VARIABLES.has(name) ? maskPasswords(text) : text;
 }

@@ -7,6 +7,8 @@ import { ImageVariantPipe } from './image-variant.pipe';
 import { ImageController } from './image.controller';
 import { MemoryTier } from './cache/memory-tier';
 import { PicsumClient } from './upstream/picsum.client';
+import { RedisConnection } from './cache/shared/redis-connection';
+import { SharedTier } from './cache/shared/shared-tier';
 import { UpstreamLimiter } from './upstream/upstream-limiter';
 
 @Module({
@@ -18,9 +20,11 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
     UpstreamLimiter,
     MemoryTier,
     DiskStore,
+    SharedTier,
+    RedisConnection,
     Clock,
     ImageVariantPipe,
   ],
-  exports: [DiskStore],
+  exports: [DiskStore, SharedTier],
 })
 export class ImageModule {}

@@ -6,7 +6,10 @@ import {
 import { Test } from '@nestjs/testing';
 import { FakeClock } from '../../../test/support/fake-clock';
 import { cacheConfig } from '../../config/cache.config';
+import { sharedCacheConfig } from '../../config/shared-cache.config';
 import { upstreamConfig } from '../../config/upstream.config';
+import { RedisConnection } from './shared/redis-connection';
+import { SharedTier } from './shared/shared-tier';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';
 import { DiskStore, type StoredMetadata } from './disk-store';
@@ -35,13 +38,25 @@ function upstreamImage(id: number): UpstreamImage {
   };
 }
 
+/** No Redis: the shared tier's own spec covers it against a real one. */
+const sharedCacheOff = {
+  urls: [],
+  cluster: false,
+  displayName: '',
+  keyPrefix: 'image-cache:',
+  commandTimeoutMs: 500,
+  lockTtlMs: 5000,
+  retentionSeconds: TTL_SECONDS,
+};
+
 describe(CacheService.name, () => {
   let service: CacheService;
   let clock: FakeClock;
   let fetchImage: jest.Mock<Promise<UpstreamImage>, []>;
   let disk: {
+    name: 'disk';
     directory: string;
-    has: jest.Mock;
+    delete: jest.Mock;
     touch: jest.Mock;
     load: jest.Mock;
     save: jest.Mock;
@@ -60,6 +75,9 @@ describe(CacheService.name, () => {
         UpstreamLimiter,
         { provide: PicsumClient, useValue: { fetchImage } },
         { provide: DiskStore, useValue: disk },
+        SharedTier,
+        RedisConnection,
+        { provide: sharedCacheConfig.KEY, useValue: sharedCacheOff },
         { provide: Clock, useValue: clock },
         {
           provide: cacheConfig.KEY,
@@ -91,8 +109,9 @@ describe(CacheService.name, () => {
     let nextId = 1;
     fetchImage = jest.fn(() => Promise.resolve(upstreamImage(nextId++)));
     disk = {
+      name: 'disk',
       directory: '/cache',
-      has: jest.fn().mockReturnValue(false),
+      delete: jest.fn().mockResolvedValue(undefined),
       touch: jest.fn(),
       load: jest.fn().mockResolvedValue(undefined),
       save: jest.fn().mockResolvedValue(true),
@@ -135,7 +154,7 @@ describe(CacheService.name, () => {
 
   it('serves hits from memory, touching the disk index but never reading the disk', async () => {
     await service.getImage(SIZE);
-    disk.has.mockReturnValue(true);
+    disk.load.mockClear();
 
     const { status } = await service.getImage(SIZE);
 
@@ -166,7 +185,6 @@ describe(CacheService.name, () => {
 
   it('serves what a previous process stored, measuring freshness from its original fetch', async () => {
     const stored = (await service.getImage(SIZE)).image;
-    disk.has.mockReturnValue(true);
     disk.load.mockResolvedValue(stored);
     const restarted = await createService();
     clock.advanceSeconds(100);
@@ -181,10 +199,10 @@ describe(CacheService.name, () => {
 
   it('promotes a disk hit into memory with the freshness it had left, not a new TTL', async () => {
     const stored = (await service.getImage(SIZE)).image;
-    disk.has.mockReturnValue(true);
     disk.load.mockResolvedValue(stored);
     const restarted = await createService();
     clock.advanceSeconds(TTL_SECONDS - 100);
+    disk.load.mockClear();
 
     const promoted = await restarted.getImage(SIZE);
     clock.advanceSeconds(99);
@@ -198,18 +216,22 @@ describe(CacheService.name, () => {
     expect(disk.load).toHaveBeenCalledTimes(1);
   });
 
-  it('does not read the disk for a key its index does not hold', async () => {
-    await expect(service.peek(SIZE)).resolves.toBeUndefined();
+  it('does not read the disk past an expired image in memory, which is never older', async () => {
+    await service.getImage(SIZE);
+    clock.advanceSeconds(TTL_SECONDS);
+    disk.load.mockClear();
 
-    expect(disk.has).toHaveBeenCalledWith('1200x1200');
+    const { status } = await service.getImage(SIZE);
+
+    expect(status).toBe('MISS');
     expect(disk.load).not.toHaveBeenCalled();
   });
 
   it('reads the disk only once per key', async () => {
     const stored = (await service.getImage(SIZE)).image;
-    disk.has.mockReturnValue(true);
     disk.load.mockResolvedValue(stored);
     service = await createService();
+    disk.load.mockClear();
 
     await Promise.all([service.peek(SIZE), service.peek(SIZE)]);
     await service.getImage(SIZE);
@@ -220,7 +242,6 @@ describe(CacheService.name, () => {
 
   it('fetches again when the stored entry failed verification', async () => {
     // DiskStore.load answers undefined for a corrupt entry after removing it.
-    disk.has.mockReturnValue(true);
     disk.load.mockResolvedValue(undefined);
 
     const { status } = await service.getImage(SIZE);

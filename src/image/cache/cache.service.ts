@@ -9,25 +9,32 @@ import {
 } from '@nestjs/common';
 import { LRUCache } from 'lru-cache';
 import type { ConfigType } from '@nestjs/config';
+import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../../common/error-message';
 import { cacheConfig } from '../../config/cache.config';
+import { sharedCacheConfig } from '../../config/shared-cache.config';
 import { upstreamConfig } from '../../config/upstream.config';
 import {
   type CacheLookup,
   type CachedImage,
   createCachedImage,
+  sha256Hex,
 } from './cached-image';
 import { Clock } from './clock';
-import { DiskStore, sha256Hex, type StoredMetadata } from './disk-store';
+import type { CacheTier, TierName } from './cache-tier';
+import { DiskStore, type StoredMetadata } from './disk-store';
 import { type ImageVariant, variantKey } from '../image-variant';
 import { MemoryTier } from './memory-tier';
 import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
+import { SharedTier } from './shared/shared-tier';
 import { SingleFlight } from './single-flight';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
 import { UpstreamLimiter } from '../upstream/upstream-limiter';
 
 /** Failed fetches remembered at once, so that varying the variant cannot grow memory without bound. */
 const MAX_REMEMBERED_FAILURES = 10_000;
+/** How often a replica waiting for another's fetch checks whether the lock is free, should a notice be lost. */
+const LOCK_POLL_MS = 100;
 
 /** Freshness of an entry at one moment, in the units HTTP caching headers use. */
 export interface Freshness {
@@ -42,19 +49,35 @@ interface UpstreamFailure {
   readonly retryAt: number;
 }
 
+/** An image a tier held, and which tier. */
+interface Found {
+  readonly image: CachedImage;
+  readonly tier: TierName;
+}
+
 /**
  * Decides for each request whether the cached image of its variant is served, replaced by a
- * new fetch, or served stale because the upstream failed. Two tiers hold the images: memory
- * (`MemoryTier`, ready-to-send, least recently used evicted first) in front of the disk
- * (`DiskStore`), which outlives the process. A disk hit is promoted into memory; freshness is
- * always counted from the original fetch, so it keeps only the time it had left.
+ * new fetch, or served stale because the upstream failed. Tiers hold the images, asked in
+ * order: memory (`MemoryTier`, ready to send), then the local disk (`DiskStore`, which
+ * outlives the process), then, when configured, the Redis every replica shares
+ * (`SharedTier`), then the upstream. What a lower tier held is copied into the tiers above
+ * it; freshness is always counted from the original fetch, so a copy keeps only the time it
+ * had left.
+ *
+ * With a shared tier, a variant is fetched once across replicas: the replica that fetches
+ * holds the variant's lock in Redis, and the others wait for its image. A replica that
+ * stores an image tells the others, which drop their older copy, so all serve the same one.
  */
 @Injectable()
 export class CacheService implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(CacheService.name);
-  private readonly diskLoads = new SingleFlight<CachedImage | undefined>();
+  private readonly loads = new SingleFlight<CachedImage | undefined>();
   private readonly fetches = new SingleFlight<CachedImage>();
   private readonly failures: LRUCache<string, UpstreamFailure>;
+  /** The tiers below memory, in the order they are asked. */
+  private readonly lowerTiers: readonly CacheTier[];
+  /** The tiers other replicas write too. */
+  private readonly tiersWrittenElsewhere: readonly CacheTier[];
   private cleanupTimer?: NodeJS.Timeout;
 
   constructor(
@@ -62,13 +85,18 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     private readonly limiter: UpstreamLimiter,
     private readonly memory: MemoryTier,
     private readonly disk: DiskStore,
+    private readonly shared: SharedTier,
     private readonly clock: Clock,
     @Inject(cacheConfig.KEY)
     private readonly cache: ConfigType<typeof cacheConfig>,
     @Inject(upstreamConfig.KEY)
     private readonly upstream: ConfigType<typeof upstreamConfig>,
+    @Inject(sharedCacheConfig.KEY)
+    private readonly sharedCache: ConfigType<typeof sharedCacheConfig>,
   ) {
     this.failures = new LRUCache({ max: MAX_REMEMBERED_FAILURES });
+    this.lowerTiers = shared.enabled ? [disk, shared] : [disk];
+    this.tiersWrittenElsewhere = shared.enabled ? [shared] : [];
   }
 
   onModuleInit(): void {
@@ -77,18 +105,28 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       this.cache.cleanupIntervalSeconds * 1000,
     );
     this.cleanupTimer.unref();
+    // Another replica stored a newer image: the local copy must not be served any more.
+    this.shared.onStored(({ key, fetchedAt }) => {
+      this.memory.delete(key, fetchedAt);
+      void this.disk.delete(key, fetchedAt);
+    });
   }
 
   onModuleDestroy(): void {
     clearInterval(this.cleanupTimer);
   }
 
-  /** The image to serve for `variant`, fetching it when nothing fresh is cached. */
+  /** The image to serve for `variant`: from the first tier with a fresh one, else fetched. */
   async getImage(variant: ImageVariant): Promise<CacheLookup> {
     const key = variantKey(variant);
-    const cached = this.memory.get(key) ?? (await this.loadFromDisk(key));
-    if (cached && !this.freshness(cached).stale) {
+    const inMemory = this.memory.load(key);
+    if (inMemory && !this.freshness(inMemory).stale) {
       this.disk.touch(key);
+      return { image: inMemory, status: 'HIT' };
+    }
+    const found = await this.lookBelowMemory(key, inMemory);
+    const cached = found?.image;
+    if (cached && !this.freshness(cached).stale) {
       return { image: cached, status: 'HIT' };
     }
     const failure = this.failures.get(key);
@@ -97,7 +135,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     }
     try {
       const image = await this.fetches.run(key, () =>
-        this.fetchAndStore(key, variant),
+        this.fetchOnce(key, variant),
       );
       return { image, status: 'MISS' };
     } catch (error) {
@@ -108,26 +146,105 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   /** The cached image for `variant`, fresh or stale, without ever calling the upstream. */
   async peek(variant: ImageVariant): Promise<CachedImage | undefined> {
     const key = variantKey(variant);
-    return this.memory.get(key) ?? this.loadFromDisk(key);
+    const inMemory = this.memory.load(key);
+    if (inMemory && !this.freshness(inMemory).stale) {
+      return inMemory;
+    }
+    return (await this.lookBelowMemory(key, inMemory))?.image;
   }
 
-  /** Reads `key` from the disk, once for any number of callers, and promotes it into memory. */
-  private async loadFromDisk(key: string): Promise<CachedImage | undefined> {
-    if (!this.disk.has(key)) {
+  /**
+   * Asks the disk, then the shared tier, until one holds a fresh image; else returns the
+   * newest stale one any tier held (`inMemory` included). What was found below memory is
+   * copied into the tiers above it. Each tier is read once for any number of callers.
+   */
+  private async lookBelowMemory(
+    key: string,
+    inMemory: CachedImage | undefined,
+  ): Promise<Found | undefined> {
+    let newest: Found | undefined = inMemory
+      ? { image: inMemory, tier: 'memory' }
+      : undefined;
+    // Every image goes to memory first, so the disk never holds a newer one than memory: past
+    // a memory entry, only the shared tier, which other replicas write, can have news.
+    const tiers = inMemory ? this.tiersWrittenElsewhere : this.lowerTiers;
+    for (const tier of tiers) {
+      const image = await this.loads.run(`${tier.name}:${key}`, async () =>
+        tier.load(key),
+      );
+      if (image && (!newest || image.fetchedAt > newest.image.fetchedAt)) {
+        newest = { image, tier: tier.name };
+      }
+      if (newest && !this.freshness(newest.image).stale) {
+        break;
+      }
+    }
+    if (!newest || newest.tier === 'memory') {
+      return newest;
+    }
+    // A fetch that finished while the tiers were read is newer than what they had.
+    const current = this.memory.load(key);
+    if (current && current.fetchedAt >= newest.image.fetchedAt) {
+      return { image: current, tier: 'memory' };
+    }
+    this.memory.save(newest.image);
+    if (newest.tier === 'shared') {
+      // Served at once; the disk copy is for the next restart and is not waited for.
+      void this.disk.save(newest.image);
+    }
+    return newest;
+  }
+
+  /**
+   * Gets a new image for `key` once across replicas. Without a shared tier, or while Redis is
+   * down, this replica fetches it, as a single pod would. Otherwise it fetches under the
+   * variant's lock, or waits while another replica holds the lock and takes the image that
+   * one stores; if that replica dies, its lock expires and a waiting replica takes over.
+   */
+  private async fetchOnce(
+    key: string,
+    variant: ImageVariant,
+  ): Promise<CachedImage> {
+    const giveUpAt = performance.now() + this.sharedCache.lockTtlMs;
+    for (;;) {
+      const lock = await this.shared.lock(key);
+      if (lock === 'unavailable') {
+        return this.fetchAndStore(key, variant);
+      }
+      if (lock !== 'held') {
+        try {
+          // The holder before this one may have stored an image since it was looked up.
+          return (
+            (await this.freshFromShared(key)) ??
+            (await this.fetchAndStore(key, variant))
+          );
+        } finally {
+          await this.shared.unlock(lock);
+        }
+      }
+      if (await this.shared.waitForStored(key, LOCK_POLL_MS)) {
+        const stored = await this.freshFromShared(key);
+        if (stored) {
+          return stored;
+        }
+      }
+      if (performance.now() >= giveUpAt) {
+        // The lock outlived its TTL: Redis does not behave. Fetch rather than wait for ever.
+        return this.fetchAndStore(key, variant);
+      }
+    }
+  }
+
+  /** The shared tier's image for `key` if it is fresh, copied into the local tiers. */
+  private async freshFromShared(key: string): Promise<CachedImage | undefined> {
+    const image = await this.shared.load(key);
+    if (!image || this.freshness(image).stale) {
       return undefined;
     }
-    return this.diskLoads.run(key, async () => {
-      const loaded = await this.disk.load(key);
-      // A fetch that finished while the disk was read is newer than what the disk had.
-      const newer = this.memory.get(key);
-      if (newer) {
-        return newer;
-      }
-      if (loaded) {
-        this.memory.set(loaded);
-      }
-      return loaded;
-    });
+    this.memory.save(image);
+    this.failures.delete(key);
+    await this.disk.save(image);
+    return image;
   }
 
   /**
@@ -212,11 +329,11 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       source: fetched.source,
       ...(fetched.picsumId ? { picsumId: fetched.picsumId } : {}),
     });
-    this.memory.set(image);
+    this.memory.save(image);
     this.failures.delete(key);
-    // The image is good: if the disk does not take it, it is served from memory only (the
-    // disk tier logs its own failures, once per outage).
-    await this.disk.save(image);
+    // The image is good: a tier that does not take it logs its own failure (once per outage),
+    // and the image is served from the tiers that did.
+    await Promise.all([this.disk.save(image), this.shared.save(image)]);
     return image;
   }
 

@@ -9,8 +9,12 @@ import {
   type Tmpfs,
   tmpfsUnavailable,
 } from '../../../test/support/tmpfs';
-import { type CachedImage, createCachedImage } from './cached-image';
-import { DiskStore, sha256Hex } from './disk-store';
+import {
+  type CachedImage,
+  createCachedImage,
+  sha256Hex,
+} from './cached-image';
+import { DiskStore } from './disk-store';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;

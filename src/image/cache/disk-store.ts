@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Mutex } from 'async-mutex';
 import { LRUCache } from 'lru-cache';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import {
   type FileHandle,
@@ -20,10 +20,13 @@ import { z } from 'zod';
 import { errorMessage } from '../../common/error-message';
 import { OutageLog } from '../../common/outage-log';
 import { cacheConfig } from '../../config/cache.config';
-import { type CachedImage, createCachedImage } from './cached-image';
+import {
+  type CachedImage,
+  restoreCachedImage,
+  sha256Hex,
+} from './cached-image';
+import type { CacheTier } from './cache-tier';
 import { Clock } from './clock';
-import { CONTENT_TYPES, detectImageFormat } from '../upstream/image-signature';
-import { isValidPicsumId } from '../upstream/picsum.client';
 
 const METADATA_SUFFIX = '.meta.json';
 const BODY_SUFFIX = '.img';
@@ -95,7 +98,8 @@ interface IndexEntry {
  * outage; readiness stays up as long as stored images can still be read.
  */
 @Injectable()
-export class DiskStore implements OnModuleInit {
+export class DiskStore implements CacheTier, OnModuleInit {
+  readonly name = 'disk';
   private readonly logger = new Logger(DiskStore.name);
   readonly directory: string;
   private readonly configuredMaxBytes: number;
@@ -212,35 +216,18 @@ export class DiskStore implements OnModuleInit {
         `unreadable body (${errorMessage(error)})`,
       );
     }
-    const sha256 = sha256Hex(body);
-    if (sha256 !== metadata.sha256) {
-      return this.discard(
-        key,
-        entry,
-        `body with SHA-256 ${sha256} does not match its metadata (${metadata.sha256})`,
-      );
-    }
-    // Served with the type of what the bytes are, whatever the metadata says: entries stored
-    // by earlier versions were typed by the upstream.
-    const format = detectImageFormat(body);
-    if (format === undefined) {
-      return this.discard(
-        key,
-        entry,
-        'body is not a complete JPEG, PNG, WebP, GIF or AVIF image',
-      );
-    }
-    return createCachedImage({
+    const restored = restoreCachedImage({
       key,
       body,
-      contentType: CONTENT_TYPES[format],
-      sha256,
+      sha256: metadata.sha256,
       fetchedAt: Date.parse(metadata.fetchedAt),
       source: metadata.source,
-      ...(metadata.picsumId && isValidPicsumId(metadata.picsumId)
-        ? { picsumId: metadata.picsumId }
-        : {}),
+      ...(metadata.picsumId ? { picsumId: metadata.picsumId } : {}),
     });
+    if ('invalid' in restored) {
+      return this.discard(key, entry, restored.invalid);
+    }
+    return restored;
   }
 
   /**
@@ -298,6 +285,26 @@ export class DiskStore implements OnModuleInit {
       }
       this.recordWriteSuccess();
       return true;
+    });
+  }
+
+  /**
+   * Removes the entry of `key`, files and all; with `fetchedBefore` (epoch ms), only when it
+   * was fetched before that moment, so a newer entry stored meanwhile stays.
+   */
+  delete(key: string, fetchedBefore = Infinity): Promise<void> {
+    return this.writes.runExclusive(async () => {
+      const entry = this.index.peek(key);
+      if (!entry || Date.parse(entry.metadata.fetchedAt) >= fetchedBefore) {
+        return;
+      }
+      try {
+        await this.remove(key, entry);
+      } catch (error) {
+        this.logger.warn(
+          `Could not remove image ${key}: ${errorMessage(error)}`,
+        );
+      }
     });
   }
 
@@ -717,10 +724,6 @@ export class DiskStore implements OnModuleInit {
   private baseName(key: string): string {
     return sha256Hex(Buffer.from(key)).slice(0, 32);
   }
-}
-
-export function sha256Hex(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
 }
 
 function blocksOf(bytes: number): number {

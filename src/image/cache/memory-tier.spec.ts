@@ -24,13 +24,13 @@ describe(MemoryTier.name, () => {
   it('stays within its byte budget, evicting the least recently used', () => {
     const tier = tierOf(3 * (100 * KIB + 2 * KIB));
     for (const key of ['a', 'b', 'c']) {
-      tier.set(imageOf(key, 100 * KIB));
+      tier.save(imageOf(key, 100 * KIB));
     }
-    tier.get('a');
+    tier.load('a');
 
-    tier.set(imageOf('d', 100 * KIB));
+    tier.save(imageOf('d', 100 * KIB));
 
-    expect(['a', 'b', 'c', 'd'].filter((key) => tier.get(key))).toEqual([
+    expect(['a', 'b', 'c', 'd'].filter((key) => tier.load(key))).toEqual([
       'a',
       'c',
       'd',
@@ -42,7 +42,7 @@ describe(MemoryTier.name, () => {
     const tier = tierOf(10 * 1024 * KIB);
     const image = imageOf('key', 5000);
 
-    tier.set(image);
+    tier.save(image);
 
     expect(tier.bytes).toBe(MemoryTier.sizeOf(image));
     expect(MemoryTier.sizeOf(image)).toBeGreaterThan(5000);
@@ -51,26 +51,26 @@ describe(MemoryTier.name, () => {
 
   it('skips an image larger than the whole budget instead of emptying itself for it', () => {
     const tier = tierOf(200 * KIB);
-    tier.set(imageOf('small', 10 * KIB));
+    tier.save(imageOf('small', 10 * KIB));
 
-    tier.set(imageOf('huge', 300 * KIB));
+    tier.save(imageOf('huge', 300 * KIB));
 
-    expect(tier.get('huge')).toBeUndefined();
-    expect(tier.get('small')).toBeDefined();
+    expect(tier.load('huge')).toBeUndefined();
+    expect(tier.load('small')).toBeDefined();
   });
 
   it('removes the entries a predicate picks without counting the scan as a use', () => {
     const tier = tierOf(3 * (100 * KIB + 2 * KIB));
     for (const key of ['a', 'b', 'c']) {
-      tier.set(imageOf(key, 100 * KIB));
+      tier.save(imageOf(key, 100 * KIB));
     }
 
     const removed = tier.removeWhere((image) => image.key === 'b');
-    tier.set(imageOf('d', 100 * KIB));
-    tier.set(imageOf('e', 100 * KIB));
+    tier.save(imageOf('d', 100 * KIB));
+    tier.save(imageOf('e', 100 * KIB));
 
     expect(removed).toBe(1);
-    expect(['a', 'b', 'c', 'd', 'e'].filter((key) => tier.get(key))).toEqual([
+    expect(['a', 'b', 'c', 'd', 'e'].filter((key) => tier.load(key))).toEqual([
       'c',
       'd',
       'e',
@@ -80,17 +80,17 @@ describe(MemoryTier.name, () => {
   it('holds nothing with a budget of 0', () => {
     const tier = tierOf(0);
 
-    tier.set(imageOf('a', 10));
+    tier.save(imageOf('a', 10));
 
-    expect(tier.get('a')).toBeUndefined();
+    expect(tier.load('a')).toBeUndefined();
     expect(tier.size).toBe(0);
   });
 
   it('keeps the headers precomputed with the body', () => {
     const tier = tierOf(1024 * KIB);
-    tier.set(imageOf('a', 10));
+    tier.save(imageOf('a', 10));
 
-    expect(tier.get('a')?.bodyHeaders).toEqual({
+    expect(tier.load('a')?.bodyHeaders).toEqual({
       'content-type': 'image/jpeg',
       'content-length': '10',
     });

@@ -3,6 +3,7 @@ import type { ConfigType } from '@nestjs/config';
 import { LRUCache } from 'lru-cache';
 import { cacheConfig } from '../../config/cache.config';
 import type { CachedImage } from './cached-image';
+import type { CacheTier } from './cache-tier';
 
 /** What an entry costs beyond its body: the object, its strings and precomputed headers. */
 const ENTRY_OVERHEAD_BYTES = 1024;
@@ -14,7 +15,8 @@ const ENTRY_OVERHEAD_BYTES = 1024;
  * left. A budget of 0 turns the tier off.
  */
 @Injectable()
-export class MemoryTier {
+export class MemoryTier implements CacheTier {
+  readonly name = 'memory';
   private readonly entries?: LRUCache<string, CachedImage>;
 
   constructor(@Inject(cacheConfig.KEY) config: ConfigType<typeof cacheConfig>) {
@@ -30,17 +32,22 @@ export class MemoryTier {
     return image.body.length + image.key.length + ENTRY_OVERHEAD_BYTES;
   }
 
-  get(key: string): CachedImage | undefined {
+  load(key: string): CachedImage | undefined {
     return this.entries?.get(key);
   }
 
   /** Keeps `image`, unless it alone is larger than the whole budget. */
-  set(image: CachedImage): void {
+  save(image: CachedImage): boolean {
     this.entries?.set(image.key, image);
+    return this.entries?.has(image.key) ?? false;
   }
 
-  delete(key: string): void {
-    this.entries?.delete(key);
+  /** Removes the entry of `key`; with `fetchedBefore`, only when it was fetched before that moment. */
+  delete(key: string, fetchedBefore = Infinity): void {
+    const entry = this.entries?.peek(key);
+    if (entry && entry.fetchedAt < fetchedBefore) {
+      this.entries?.delete(key);
+    }
   }
 
   /** Bytes held, as the budget counts them. */

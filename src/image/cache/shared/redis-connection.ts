@@ -1,0 +1,236 @@
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnModuleDestroy,
+  type OnModuleInit,
+} from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { performance } from 'node:perf_hooks';
+import {
+  createClient,
+  createCluster,
+  RESP_TYPES,
+  type RedisClientOptions,
+  TimeoutError,
+} from 'redis';
+import { errorMessage } from '../../../common/error-message';
+import { OutageLog } from '../../../common/outage-log';
+import { sharedCacheConfig } from '../../../config/shared-cache.config';
+
+/** After a command timed out (a hung Redis), no command is sent for this long, then one tries again. */
+const PAUSE_AFTER_TIMEOUT_MS = 1000;
+/** Longest wait between two attempts to reconnect. */
+const MAX_RECONNECT_DELAY_MS = 1000;
+
+/** The commands the shared tier sends, the same on a standalone Redis and on a cluster. */
+export interface RedisCommands {
+  get(key: string): Promise<Buffer | null>;
+  set(
+    key: string,
+    value: Buffer | string,
+    options: {
+      condition?: 'NX';
+      expiration: { type: 'PX'; value: number };
+    },
+  ): Promise<string | null>;
+  eval(
+    script: string,
+    options: { keys: string[]; arguments: (string | Buffer)[] },
+  ): Promise<unknown>;
+  publish(channel: string, message: string): Promise<number>;
+}
+
+/** A client that is a standalone Redis or a cluster, as far as this class needs to know. */
+interface Client extends RedisCommands {
+  readonly isReady: boolean;
+  connect(): Promise<unknown>;
+  destroy(): void;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'ready', listener: () => void): unknown;
+  subscribe(
+    channel: string,
+    listener: (message: string) => void,
+  ): Promise<void>;
+  duplicate(): Client;
+}
+
+/** Thrown for any command the shared tier could not run; the caller goes on without Redis. */
+export class RedisUnavailableError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = RedisUnavailableError.name;
+  }
+}
+
+/**
+ * The connection to the Redis (standalone or cluster) of `REDIS_URL` / `REDIS_CLUSTER_URLS`.
+ * Redis is an optimisation here, never a dependency: a command fails after
+ * `REDIS_COMMAND_TIMEOUT_MS` at the latest, fails at once while the client is disconnected
+ * (no offline queue), and after a timeout no command is sent for a second, so a hung Redis
+ * costs one request in a second a wait, not every request. The client reconnects by itself;
+ * an outage is logged when it starts and when it ends.
+ */
+@Injectable()
+export class RedisConnection implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger('SharedTier');
+  private readonly outage: OutageLog;
+  private client?: Client;
+  private subscriber?: Client;
+  private pausedUntil = -Infinity;
+  private closing = false;
+
+  constructor(
+    @Inject(sharedCacheConfig.KEY)
+    private readonly config: ConfigType<typeof sharedCacheConfig>,
+  ) {
+    this.outage = new OutageLog(
+      this.logger,
+      `Commands to the shared tier's Redis at ${config.displayName}`,
+    );
+  }
+
+  /** Whether a Redis is configured at all. */
+  get enabled(): boolean {
+    return this.config.urls.length > 0;
+  }
+
+  /** Whether a command sent now may work: connected, and not paused after a timeout. */
+  get available(): boolean {
+    return (
+      this.client !== undefined &&
+      this.client.isReady &&
+      performance.now() >= this.pausedUntil
+    );
+  }
+
+  /** Why the shared tier is not available, for readiness; `undefined` while it is. */
+  get problem(): string | undefined {
+    if (!this.enabled) {
+      return undefined;
+    }
+    if (this.client?.isReady !== true) {
+      return 'not connected';
+    }
+    if (performance.now() < this.pausedUntil) {
+      return `a command took longer than REDIS_COMMAND_TIMEOUT_MS (${this.config.commandTimeoutMs} ms)`;
+    }
+    return undefined;
+  }
+
+  onModuleInit(): void {
+    if (!this.enabled) {
+      return;
+    }
+    this.client = this.createClient();
+    this.connect(this.client);
+  }
+
+  onModuleDestroy(): void {
+    this.closing = true;
+    this.subscriber?.destroy();
+    this.client?.destroy();
+  }
+
+  /** Runs `command`, throwing `RedisUnavailableError` at once when Redis is known to be unavailable. */
+  async run<T>(command: (redis: RedisCommands) => Promise<T>): Promise<T> {
+    const client = this.client;
+    if (!client || !this.available) {
+      throw new RedisUnavailableError(this.problem ?? 'not configured');
+    }
+    try {
+      const result = await command(client);
+      this.outage.succeeded();
+      return result;
+    } catch (error) {
+      let reason = errorMessage(error);
+      if (error instanceof TimeoutError) {
+        reason = `no reply within REDIS_COMMAND_TIMEOUT_MS (${this.config.commandTimeoutMs} ms)`;
+        this.pausedUntil = performance.now() + PAUSE_AFTER_TIMEOUT_MS;
+      }
+      this.outage.failed(reason);
+      throw new RedisUnavailableError(reason);
+    }
+  }
+
+  /**
+   * Calls `listener` with every message published on `channel`, from now on and after every
+   * reconnection. On a standalone Redis a second connection listens; a cluster client keeps
+   * its own.
+   */
+  async subscribe(
+    channel: string,
+    listener: (message: string) => void,
+  ): Promise<void> {
+    if (!this.client) {
+      return;
+    }
+    if (this.config.cluster) {
+      await this.client.subscribe(channel, listener);
+      return;
+    }
+    this.subscriber = this.client.duplicate();
+    this.subscriber.on('error', () => undefined); // the command connection reports the outage
+    await this.subscriber.connect();
+    await this.subscriber.subscribe(channel, listener);
+  }
+
+  private createClient(): Client {
+    const { urls, password, commandTimeoutMs } = this.config;
+    const options = {
+      ...(password === undefined ? {} : { password }),
+      socket: {
+        connectTimeout: commandTimeoutMs,
+        reconnectStrategy: (retries: number) =>
+          this.closing
+            ? false
+            : Math.min(50 * 2 ** retries, MAX_RECONNECT_DELAY_MS),
+      },
+      disableOfflineQueue: true,
+      commandOptions: {
+        timeout: commandTimeoutMs,
+        typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer },
+      },
+    } satisfies RedisClientOptions;
+    const client = (
+      this.config.cluster
+        ? createCluster({
+            rootNodes: urls.map((url) => ({ url })),
+            defaults: { ...options, url: urls[0] },
+            commandOptions: options.commandOptions,
+          })
+        : createClient({ ...options, url: urls[0] })
+    ) as unknown as Client;
+    client.on('error', (error) => {
+      if (!this.closing) {
+        this.outage.failed(errorMessage(error));
+      }
+    });
+    client.on('ready', () => {
+      this.pausedUntil = -Infinity;
+      this.outage.succeeded();
+    });
+    return client;
+  }
+
+  /** Connects, and keeps trying while the first connection fails (the client retries later ones itself). */
+  private connect(client: Client): void {
+    client.connect().then(
+      () =>
+        this.logger.log(
+          `Shared tier on Redis at ${this.config.displayName}`,
+        ),
+      (error: unknown) => {
+        if (this.closing) {
+          return;
+        }
+        this.outage.failed(errorMessage(error));
+        const retry = setTimeout(
+          () => this.connect(client),
+          MAX_RECONNECT_DELAY_MS,
+        );
+        retry.unref();
+      },
+    );
+  }
+}

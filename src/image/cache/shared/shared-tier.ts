@@ -1,0 +1,344 @@
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+} from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { sharedCacheConfig } from '../../../config/shared-cache.config';
+import type { CacheTier } from '../cache-tier';
+import { type CachedImage, restoreCachedImage } from '../cached-image';
+import { Clock } from '../clock';
+import { RedisConnection } from './redis-connection';
+
+/** Deletes KEYS[1] only while it still holds ARGV[1]: releases a lock only its holder took, discards only the entry that was read. */
+const COMPARE_AND_DELETE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`;
+
+/** Bytes before the header that give its length. */
+const HEADER_LENGTH_BYTES = 4;
+
+const headerSchema = z.object({
+  version: z.literal(1),
+  key: z.string().min(1),
+  bytes: z.number().int().positive(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  fetchedAt: z.number().int().nonnegative(),
+  source: z.string(),
+  picsumId: z.string().optional(),
+});
+
+/** What a replica publishes when it stored a new image, so the others drop their older copy. */
+const storedNoticeSchema = z.object({
+  from: z.string(),
+  key: z.string(),
+  etag: z.string(),
+  fetchedAt: z.number(),
+});
+
+export type StoredNotice = z.infer<typeof storedNoticeSchema>;
+
+/** A variant's fetch lock, held by this replica until released or expired. */
+export interface SharedLock {
+  readonly key: string;
+  readonly token: string;
+}
+
+/** What `lock()` got: the lock, `held` by another replica, or `unavailable` (Redis down). */
+export type LockAttempt = SharedLock | 'held' | 'unavailable';
+
+/**
+ * The third tier: one Redis (or Redis Cluster) that every replica shares, so a variant is
+ * fetched once and served the same everywhere. Each entry is one value, a small JSON header
+ * (SHA-256, length, fetch time) followed by the body, that Redis drops after the TTL plus the
+ * stale-if-error window. A variant's entry and fetch lock share a hash tag, so on a cluster
+ * they live on one node. A replica that stores an image publishes it, and the others drop
+ * their older local copy.
+ *
+ * Redis is never required: every method answers as if the tier were empty (load finds
+ * nothing, save stores nothing, lock is `unavailable`) when Redis fails, and the connection
+ * bounds each command by `REDIS_COMMAND_TIMEOUT_MS`.
+ */
+@Injectable()
+export class SharedTier implements CacheTier, OnApplicationBootstrap {
+  readonly name = 'shared';
+  private readonly logger = new Logger(SharedTier.name);
+  /** Tells this replica's own notices from the others'. */
+  private readonly replicaId = randomUUID();
+  private readonly channel: string;
+  private readonly waiting = new Map<string, Set<() => void>>();
+  private readonly listeners: ((notice: StoredNotice) => void)[] = [];
+
+  constructor(
+    private readonly redis: RedisConnection,
+    private readonly clock: Clock,
+    @Inject(sharedCacheConfig.KEY)
+    private readonly config: ConfigType<typeof sharedCacheConfig>,
+  ) {
+    this.channel = `${config.keyPrefix}stored`;
+  }
+
+  get enabled(): boolean {
+    return this.redis.enabled;
+  }
+
+  /** Why the tier cannot be used now, or `undefined` while it can. */
+  get problem(): string | undefined {
+    return this.redis.problem;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    if (!this.enabled) {
+      return;
+    }
+    try {
+      await this.redis.subscribe(this.channel, (message) =>
+        this.receive(message),
+      );
+    } catch (error) {
+      // Subscribing is retried by the client once Redis answers; until then, no notices.
+      this.logger.warn(
+        `Not yet subscribed to ${this.channel}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+  }
+
+  /** Calls `listener` when another replica stored a new image. */
+  onStored(listener: (notice: StoredNotice) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async load(key: string): Promise<CachedImage | undefined> {
+    if (!this.enabled) {
+      return undefined;
+    }
+    const entryKey = this.entryKey(key);
+    let value: Buffer | null;
+    try {
+      value = await this.redis.run((redis) => redis.get(entryKey));
+    } catch {
+      return undefined;
+    }
+    if (value === null) {
+      return undefined;
+    }
+    const decoded = decode(key, value);
+    if ('invalid' in decoded) {
+      this.logger.warn(
+        `Discarding shared image ${JSON.stringify(key)}: ${decoded.invalid}`,
+      );
+      await this.compareAndDelete(entryKey, value);
+      return undefined;
+    }
+    return decoded;
+  }
+
+  async save(image: CachedImage): Promise<boolean> {
+    if (!this.enabled) {
+      return false;
+    }
+    const remainingMs =
+      image.fetchedAt +
+      this.config.retentionSeconds * 1000 -
+      this.clock.now();
+    if (remainingMs <= 0) {
+      return false;
+    }
+    const notice: StoredNotice = {
+      from: this.replicaId,
+      key: image.key,
+      etag: image.etag,
+      fetchedAt: image.fetchedAt,
+    };
+    try {
+      await this.redis.run((redis) =>
+        redis.set(this.entryKey(image.key), encode(image), {
+          expiration: { type: 'PX', value: Math.ceil(remainingMs) },
+        }),
+      );
+      await this.redis.run((redis) =>
+        redis.publish(this.channel, JSON.stringify(notice)),
+      );
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Removes the entry of `key`; with `fetchedBefore`, only an entry fetched before then. */
+  async delete(key: string, fetchedBefore = Infinity): Promise<void> {
+    if (!this.enabled) {
+      return;
+    }
+    const entryKey = this.entryKey(key);
+    try {
+      const value = await this.redis.run((redis) => redis.get(entryKey));
+      if (value !== null && fetchedAtOf(value) < fetchedBefore) {
+        await this.compareAndDelete(entryKey, value);
+      }
+    } catch {
+      // Redis is down: the entry expires there by itself.
+    }
+  }
+
+  /** Tries once to take the fetch lock of `key`, which expires after the lock TTL if never released. */
+  async lock(key: string): Promise<LockAttempt> {
+    if (!this.enabled) {
+      return 'unavailable';
+    }
+    const lock: SharedLock = { key: this.lockKey(key), token: randomUUID() };
+    try {
+      const reply = await this.redis.run((redis) =>
+        redis.set(lock.key, lock.token, {
+          condition: 'NX',
+          expiration: { type: 'PX', value: this.config.lockTtlMs },
+        }),
+      );
+      return reply === null ? 'held' : lock;
+    } catch {
+      return 'unavailable';
+    }
+  }
+
+  /** Releases `lock` if this replica still holds it; a lock that expired and was taken over stays with its new holder. */
+  async unlock(lock: SharedLock): Promise<void> {
+    await this.compareAndDelete(lock.key, lock.token);
+  }
+
+  /** Resolves true when another replica stores an image for `key` within `ms`, false after that. */
+  waitForStored(key: string, ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const waiters = this.waiting.get(key) ?? new Set<() => void>();
+      this.waiting.set(key, waiters);
+      const wake = () => finish(true);
+      const timer = setTimeout(() => finish(false), ms);
+      const finish = (stored: boolean) => {
+        clearTimeout(timer);
+        waiters.delete(wake);
+        if (waiters.size === 0 && this.waiting.get(key) === waiters) {
+          this.waiting.delete(key);
+        }
+        resolve(stored);
+      };
+      waiters.add(wake);
+    });
+  }
+
+  private receive(message: string): void {
+    let notice: StoredNotice;
+    try {
+      notice = storedNoticeSchema.parse(JSON.parse(message));
+    } catch {
+      this.logger.warn(`Ignoring a malformed notice on ${this.channel}`);
+      return;
+    }
+    if (notice.from === this.replicaId) {
+      return;
+    }
+    for (const wake of [...(this.waiting.get(notice.key) ?? [])]) {
+      wake();
+    }
+    for (const listener of this.listeners) {
+      listener(notice);
+    }
+  }
+
+  private async compareAndDelete(
+    key: string,
+    expected: Buffer | string,
+  ): Promise<void> {
+    try {
+      await this.redis.run((redis) =>
+        redis.eval(COMPARE_AND_DELETE, { keys: [key], arguments: [expected] }),
+      );
+    } catch {
+      // Redis is down: a lock expires, and an entry is read and discarded again later.
+    }
+  }
+
+  /** `{key}` is the hash tag: a variant's entry and lock map to one cluster slot. */
+  private entryKey(key: string): string {
+    return `${this.config.keyPrefix}{${key}}:image`;
+  }
+
+  private lockKey(key: string): string {
+    return `${this.config.keyPrefix}{${key}}:lock`;
+  }
+}
+
+/** One value: the header's length (4 bytes, big-endian), the JSON header, then the body. */
+function encode(image: CachedImage): Buffer {
+  const header = Buffer.from(
+    JSON.stringify({
+      version: 1,
+      key: image.key,
+      bytes: image.body.length,
+      sha256: image.sha256,
+      fetchedAt: image.fetchedAt,
+      source: image.source,
+      ...(image.picsumId ? { picsumId: image.picsumId } : {}),
+    } satisfies z.input<typeof headerSchema>),
+  );
+  const length = Buffer.alloc(HEADER_LENGTH_BYTES);
+  length.writeUInt32BE(header.length);
+  return Buffer.concat([length, header, image.body]);
+}
+
+type Decoded = CachedImage | { readonly invalid: string };
+
+function decode(key: string, value: Buffer): Decoded {
+  const header = readHeader(value);
+  if ('invalid' in header) {
+    return header;
+  }
+  if (header.key !== key) {
+    return { invalid: `stored for ${JSON.stringify(header.key)}` };
+  }
+  if (value.length - header.headerEnd !== header.bytes) {
+    return {
+      invalid: `body of ${value.length - header.headerEnd} bytes where ${header.bytes} were stored`,
+    };
+  }
+  return restoreCachedImage({
+    key,
+    // A copy: the reply's buffer may be a slice of a larger one the client keeps.
+    body: Buffer.from(value.subarray(header.headerEnd)),
+    sha256: header.sha256,
+    fetchedAt: header.fetchedAt,
+    source: header.source,
+    ...(header.picsumId ? { picsumId: header.picsumId } : {}),
+  });
+}
+
+function readHeader(
+  value: Buffer,
+):
+  | (z.infer<typeof headerSchema> & { headerEnd: number })
+  | { invalid: string } {
+  if (value.length < HEADER_LENGTH_BYTES) {
+    return { invalid: 'too short to hold a header' };
+  }
+  const headerEnd = HEADER_LENGTH_BYTES + value.readUInt32BE(0);
+  if (headerEnd > value.length) {
+    return { invalid: 'header longer than the value' };
+  }
+  try {
+    const header = headerSchema.parse(
+      JSON.parse(value.subarray(HEADER_LENGTH_BYTES, headerEnd).toString()),
+    );
+    return { ...header, headerEnd };
+  } catch {
+    return { invalid: 'malformed header' };
+  }
+}
+
+/** When the entry in `value` was fetched; an unreadable one counts as oldest. */
+function fetchedAtOf(value: Buffer): number {
+  const header = readHeader(value);
+  return 'invalid' in header ? -Infinity : header.fetchedAt;
+}
