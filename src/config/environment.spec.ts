@@ -142,8 +142,9 @@ describe(parseEnvironment.name, () => {
 
   it('reads a Redis URL, or a Redis Cluster as a list of seed URLs', () => {
     expect(
-      parseEnvironment({ REDIS_URL: 'rediss://app:s3cret@redis.internal:6380/2' })
-        .REDIS_URL,
+      parseEnvironment({
+        REDIS_URL: 'rediss://app:s3cret@redis.internal:6380/2',
+      }).REDIS_URL,
     ).toBe('rediss://app:s3cret@redis.internal:6380/2');
     expect(
       parseEnvironment({

@@ -9,11 +9,7 @@ import {
   type Tmpfs,
   tmpfsUnavailable,
 } from '../../../test/support/tmpfs';
-import {
-  type CachedImage,
-  createCachedImage,
-  sha256Hex,
-} from './cached-image';
+import { type CachedImage, createCachedImage, sha256Hex } from './cached-image';
 import { DiskStore } from './disk-store';
 
 const KIB = 1024;

@@ -13,11 +13,7 @@ import { join } from 'node:path';
 import { diskUsage } from '../../../test/support/disk-usage';
 import { FakeClock } from '../../../test/support/fake-clock';
 import { openDiskStore } from '../../../test/support/open-disk-store';
-import {
-  type CachedImage,
-  createCachedImage,
-  sha256Hex,
-} from './cached-image';
+import { type CachedImage, createCachedImage, sha256Hex } from './cached-image';
 import { DiskStore } from './disk-store';
 
 const JPEG_START = Buffer.from([0xff, 0xd8, 0xff, 0xe0]);

@@ -139,7 +139,10 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
       throw new RedisUnavailableError(this.problem ?? 'not configured');
     }
     try {
-      const result = await command(client);
+      const result = await withDeadline(
+        command(client),
+        this.config.commandTimeoutMs,
+      );
       this.outage.succeeded();
       return result;
     } catch (error) {
@@ -192,15 +195,13 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
         typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer },
       },
     } satisfies RedisClientOptions;
-    const client = (
-      this.config.cluster
-        ? createCluster({
-            rootNodes: urls.map((url) => ({ url })),
-            defaults: { ...options, url: urls[0] },
-            commandOptions: options.commandOptions,
-          })
-        : createClient({ ...options, url: urls[0] })
-    ) as unknown as Client;
+    const client = (this.config.cluster
+      ? createCluster({
+          rootNodes: urls.map((url) => ({ url })),
+          defaults: { ...options, url: urls[0] },
+          commandOptions: options.commandOptions,
+        })
+      : createClient({ ...options, url: urls[0] })) as unknown as Client;
     client.on('error', (error) => {
       if (!this.closing) {
         this.outage.failed(errorMessage(error));
@@ -217,9 +218,7 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
   private connect(client: Client): void {
     client.connect().then(
       () =>
-        this.logger.log(
-          `Shared tier on Redis at ${this.config.displayName}`,
-        ),
+        this.logger.log(`Shared tier on Redis at ${this.config.displayName}`),
       (error: unknown) => {
         if (this.closing) {
           return;
@@ -233,4 +232,18 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
       },
     );
   }
+}
+
+/**
+ * `reply`, or a `TimeoutError` after `ms`. node-redis' own command timeout covers only the
+ * wait to be written, not the wait for the reply, which a hung server never sends; the reply
+ * that comes late is dropped.
+ */
+function withDeadline<T>(reply: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError()), ms);
+  });
+  reply.catch(() => undefined); // rejected once the connection closes, after the deadline
+  return Promise.race([reply, deadline]).finally(() => clearTimeout(timer));
 }

@@ -143,9 +143,7 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
       return false;
     }
     const remainingMs =
-      image.fetchedAt +
-      this.config.retentionSeconds * 1000 -
-      this.clock.now();
+      image.fetchedAt + this.config.retentionSeconds * 1000 - this.clock.now();
     if (remainingMs <= 0) {
       return false;
     }
@@ -318,8 +316,7 @@ function decode(key: string, value: Buffer): Decoded {
 function readHeader(
   value: Buffer,
 ):
-  | (z.infer<typeof headerSchema> & { headerEnd: number })
-  | { invalid: string } {
+  (z.infer<typeof headerSchema> & { headerEnd: number }) | { invalid: string } {
   if (value.length < HEADER_LENGTH_BYTES) {
     return { invalid: 'too short to hold a header' };
   }

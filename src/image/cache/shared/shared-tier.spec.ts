@@ -1,0 +1,289 @@
+import { Logger } from '@nestjs/common';
+import { performance } from 'node:perf_hooks';
+import { FakeClock } from '../../../../test/support/fake-clock';
+import {
+  describeWithRedis,
+  RedisServer,
+} from '../../../../test/support/redis-server';
+import {
+  type CachedImage,
+  createCachedImage,
+  sha256Hex,
+} from '../cached-image';
+import { RedisConnection } from './redis-connection';
+import { type SharedLock, SharedTier, type StoredNotice } from './shared-tier';
+
+const COMMAND_TIMEOUT_MS = 300;
+const LOCK_TTL_MS = 400;
+const RETENTION_SECONDS = 60;
+
+function jpeg(text: string): Buffer {
+  return Buffer.concat([
+    Buffer.from([0xff, 0xd8, 0xff, 0xe0]),
+    Buffer.from(text),
+    Buffer.from([0xff, 0xd9]),
+  ]);
+}
+
+function imageOf(key: string, text: string, fetchedAt: number): CachedImage {
+  const body = jpeg(text);
+  return createCachedImage({
+    key,
+    body,
+    contentType: 'image/jpeg',
+    sha256: sha256Hex(body),
+    fetchedAt,
+    picsumId: '7',
+    source: 'http://127.0.0.1/id/7/10/10.jpg',
+  });
+}
+
+async function until(condition: () => boolean, ms = 5000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() > deadline) {
+      throw new Error(`condition not met within ${ms} ms`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function timed<T>(task: () => Promise<T>): Promise<[T, number]> {
+  const started = performance.now();
+  const result = await task();
+  return [result, performance.now() - started];
+}
+
+describeWithRedis()(SharedTier.name, () => {
+  let redis: RedisServer;
+  let clock: FakeClock;
+  const opened: RedisConnection[] = [];
+
+  /** A replica's view of the shared tier: its own connection and identity. */
+  async function openTier(
+    overrides: { keyPrefix?: string } = {},
+  ): Promise<{ tier: SharedTier; connection: RedisConnection }> {
+    const config = {
+      urls: [redis.url],
+      cluster: false,
+      displayName: redis.url,
+      password: undefined,
+      keyPrefix: overrides.keyPrefix ?? 'test:',
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      lockTtlMs: LOCK_TTL_MS,
+      retentionSeconds: RETENTION_SECONDS,
+    };
+    const connection = new RedisConnection(config);
+    opened.push(connection);
+    connection.onModuleInit();
+    await until(() => connection.available);
+    const tier = new SharedTier(connection, clock, config);
+    await tier.onApplicationBootstrap();
+    return { tier, connection };
+  }
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+  });
+
+  afterAll(async () => {
+    await redis.stop();
+  });
+
+  beforeEach(async () => {
+    clock = new FakeClock();
+    if (!(await redis.cli('ping')).includes('PONG')) {
+      await redis.restart();
+    }
+    await redis.cli('flushall');
+  });
+
+  afterEach(() => {
+    opened.splice(0).forEach((connection) => connection.onModuleDestroy());
+    jest.restoreAllMocks();
+  });
+
+  it('stores an image and loads it back with its fetch time, checksum and headers', async () => {
+    const { tier } = await openTier();
+    const image = imageOf('10x10', 'one', clock.now() - 5000);
+
+    await expect(tier.save(image)).resolves.toBe(true);
+    const loaded = await tier.load('10x10');
+
+    expect(loaded).toEqual(image);
+    await expect(tier.load('20x20')).resolves.toBeUndefined();
+  });
+
+  it('lets Redis drop an entry after the TTL plus the stale window, counted from the fetch', async () => {
+    const { tier } = await openTier();
+    await tier.save(imageOf('10x10', 'one', clock.now() - 20_000));
+
+    const ttlMs = Number(await redis.cli('pttl', 'test:{10x10}:image'));
+
+    expect(ttlMs).toBeGreaterThan(RETENTION_SECONDS * 1000 - 20_000 - 1000);
+    expect(ttlMs).toBeLessThanOrEqual(RETENTION_SECONDS * 1000 - 20_000);
+    await expect(
+      tier.save(
+        imageOf('20x20', 'old', clock.now() - RETENTION_SECONDS * 1000),
+      ),
+    ).resolves.toBe(false);
+  });
+
+  it('keeps a variant entry and its lock under one hash tag, below the key prefix', async () => {
+    const { tier } = await openTier({ keyPrefix: 'release-a:' });
+    await tier.save(imageOf('10x10-grayscale', 'one', clock.now()));
+    await tier.lock('10x10-grayscale');
+
+    const keys = (await redis.cli('--raw', 'keys', '*')).split('\n').sort();
+
+    expect(keys).toEqual([
+      'release-a:{10x10-grayscale}:image',
+      'release-a:{10x10-grayscale}:lock',
+    ]);
+  });
+
+  it.each([
+    ['a body that no longer matches its SHA-256', 'setrange', '60', 'X'],
+    ['a value cut short', 'setrange', '0', '\xff\xff\xff\xff'],
+  ])(
+    'discards %s, never serving it, and logs it',
+    async (_case, command, offset, bytes) => {
+      const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation();
+      const { tier } = await openTier();
+      await tier.save(imageOf('10x10', 'a longer body to damage', clock.now()));
+      await redis.cli(command, 'test:{10x10}:image', offset, bytes);
+
+      await expect(tier.load('10x10')).resolves.toBeUndefined();
+
+      expect(await redis.cli('exists', 'test:{10x10}:image')).toBe('0');
+      expect(warn).toHaveBeenCalledWith(
+        expect.stringContaining('Discarding shared image "10x10"'),
+      );
+    },
+  );
+
+  it('discards an entry whose body is not a complete image, even with a matching checksum', async () => {
+    jest.spyOn(Logger.prototype, 'warn').mockImplementation();
+    const { tier } = await openTier();
+    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>');
+    await tier.save(
+      createCachedImage({
+        ...imageOf('10x10', 'x', clock.now()),
+        body: svg,
+        sha256: sha256Hex(svg),
+      }),
+    );
+
+    await expect(tier.load('10x10')).resolves.toBeUndefined();
+  });
+
+  it('gives a variant lock to one replica at a time, released only by its holder', async () => {
+    const first = (await openTier()).tier;
+    const second = (await openTier()).tier;
+
+    const lock = (await first.lock('10x10')) as SharedLock;
+    expect(typeof lock).toBe('object');
+    await expect(second.lock('10x10')).resolves.toBe('held');
+    await expect(second.lock('20x20')).resolves.toMatchObject({});
+
+    await second.unlock({ ...lock, token: 'not-the-holder' });
+    await expect(second.lock('10x10')).resolves.toBe('held');
+    await first.unlock(lock);
+    await expect(second.lock('10x10')).resolves.toHaveProperty('token');
+  });
+
+  it('lets another replica take a lock over once its holder stopped renewing it and it expired', async () => {
+    const first = (await openTier()).tier;
+    const second = (await openTier()).tier;
+    const stale = (await first.lock('10x10')) as SharedLock;
+
+    await new Promise((resolve) => setTimeout(resolve, LOCK_TTL_MS + 50));
+    const takenOver = await second.lock('10x10');
+    await first.unlock(stale); // the old holder wakes up: it must not release the new lock
+
+    expect(takenOver).toHaveProperty('token');
+    await expect(first.lock('10x10')).resolves.toBe('held');
+  });
+
+  it('tells the other replicas, not itself, that an image was stored, and wakes who waits for it', async () => {
+    const storing = (await openTier()).tier;
+    const other = (await openTier()).tier;
+    const seenByOther: StoredNotice[] = [];
+    const seenByStoring: StoredNotice[] = [];
+    other.onStored((notice) => seenByOther.push(notice));
+    storing.onStored((notice) => seenByStoring.push(notice));
+    const image = imageOf('10x10', 'one', clock.now());
+
+    const waited = other.waitForStored('10x10', 5000);
+    const waitedForAnother = other.waitForStored('20x20', 200);
+    await storing.save(image);
+
+    await expect(waited).resolves.toBe(true);
+    await expect(waitedForAnother).resolves.toBe(false);
+    expect(seenByOther).toEqual([
+      expect.objectContaining({
+        key: '10x10',
+        etag: image.etag,
+        fetchedAt: image.fetchedAt,
+      }),
+    ]);
+    expect(seenByStoring).toEqual([]);
+  });
+
+  it('answers within REDIS_COMMAND_TIMEOUT_MS while Redis hangs, then not at all for a pause, and recovers', async () => {
+    const error = jest.spyOn(Logger.prototype, 'error').mockImplementation();
+    const log = jest.spyOn(Logger.prototype, 'log').mockImplementation();
+    const { tier, connection } = await openTier();
+    await tier.save(imageOf('10x10', 'one', clock.now()));
+
+    redis.signal('SIGSTOP');
+    try {
+      const [hung, hungMs] = await timed(() => tier.load('10x10'));
+      const [paused, pausedMs] = await timed(() => tier.load('10x10'));
+      const [lock, lockMs] = await timed(() => tier.lock('10x10'));
+
+      expect(hung).toBeUndefined();
+      expect(hungMs).toBeLessThan(COMMAND_TIMEOUT_MS + 200);
+      expect(paused).toBeUndefined();
+      expect(pausedMs).toBeLessThan(50);
+      expect(lock).toBe('unavailable');
+      expect(lockMs).toBeLessThan(50);
+      expect(connection.problem).toMatch(/REDIS_COMMAND_TIMEOUT_MS/);
+    } finally {
+      redis.signal('SIGCONT');
+    }
+    await until(() => connection.available, 3000);
+
+    await expect(tier.load('10x10')).resolves.toBeDefined();
+    expect(error).toHaveBeenCalledTimes(1);
+    expect(log).toHaveBeenCalledWith(
+      expect.stringMatching(/shared tier's Redis .* work again/),
+    );
+  });
+
+  it('fails at once while Redis is down, reconnects by itself, and logs the outage twice in all', async () => {
+    const error = jest.spyOn(Logger.prototype, 'error').mockImplementation();
+    const log = jest.spyOn(Logger.prototype, 'log').mockImplementation();
+    const { tier, connection } = await openTier();
+
+    await redis.kill();
+    await until(() => !connection.available);
+    const results = [];
+    for (let i = 0; i < 20; i += 1) {
+      results.push(await timed(() => tier.load('10x10')));
+    }
+    await redis.restart();
+    await until(() => connection.available, 5000);
+    const image = imageOf('10x10', 'back', clock.now());
+
+    expect(
+      results.every(([loaded, ms]) => loaded === undefined && ms < 50),
+    ).toBe(true);
+    await expect(tier.save(image)).resolves.toBe(true);
+    await expect(tier.load('10x10')).resolves.toEqual(image);
+    expect(error).toHaveBeenCalledTimes(1);
+    expect(
+      log.mock.calls.filter(([message]) => /work again/.test(String(message))),
+    ).toHaveLength(1);
+  });
+});
