@@ -338,6 +338,7 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
             writable: true,
           },
           shutdown: { status: 'up' },
+          sharedCache: { status: 'up', configured: false },
         },
       });
     });

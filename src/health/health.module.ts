@@ -5,6 +5,7 @@ import { serverConfig } from '../config/server.config';
 import { ImageModule } from '../image/image.module';
 import { CacheStorageHealthIndicator } from './cache-storage.health';
 import { HealthController } from './health.controller';
+import { SharedCacheHealthIndicator } from './shared-cache.health';
 import { ShutdownHealthIndicator } from './shutdown.health';
 
 @Module({
@@ -19,6 +20,10 @@ import { ShutdownHealthIndicator } from './shutdown.health';
     ImageModule,
   ],
   controllers: [HealthController],
-  providers: [CacheStorageHealthIndicator, ShutdownHealthIndicator],
+  providers: [
+    CacheStorageHealthIndicator,
+    SharedCacheHealthIndicator,
+    ShutdownHealthIndicator,
+  ],
 })
 export class HealthModule {}

@@ -1,5 +1,6 @@
 import {
   BadGatewayException,
+  GatewayTimeoutException,
   HttpException,
   Inject,
   Injectable,
@@ -199,13 +200,15 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
    * Gets a new image for `key` once across replicas. Without a shared tier, or while Redis is
    * down, this replica fetches it, as a single pod would. Otherwise it fetches under the
    * variant's lock, or waits while another replica holds the lock and takes the image that
-   * one stores; if that replica dies, its lock expires and a waiting replica takes over.
+   * one stores. If the holder dies, its lock expires and a waiting replica takes over, so a
+   * wait ends within the lock TTL plus one fetch (`UPSTREAM_TIMEOUT_MS`), and fails after it.
    */
   private async fetchOnce(
     key: string,
     variant: ImageVariant,
   ): Promise<CachedImage> {
-    const giveUpAt = performance.now() + this.sharedCache.lockTtlMs;
+    const waitMs = this.sharedCache.lockTtlMs + this.upstream.timeoutMs;
+    const giveUpAt = performance.now() + waitMs;
     for (;;) {
       const lock = await this.shared.lock(key);
       if (lock === 'unavailable') {
@@ -229,8 +232,9 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         }
       }
       if (performance.now() >= giveUpAt) {
-        // The lock outlived its TTL: Redis does not behave. Fetch rather than wait for ever.
-        return this.fetchAndStore(key, variant);
+        throw new GatewayTimeoutException(
+          `No replica stored an image for ${key} within ${waitMs} ms (the fetch lock TTL plus UPSTREAM_TIMEOUT_MS)`,
+        );
       }
     }
   }

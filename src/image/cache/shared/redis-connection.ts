@@ -20,6 +20,8 @@ import { sharedCacheConfig } from '../../../config/shared-cache.config';
 
 /** After a command timed out (a hung Redis), no command is sent for this long, then one tries again. */
 const PAUSE_AFTER_TIMEOUT_MS = 1000;
+/** How long start-up waits for the first connection, so the first requests can use the shared tier. */
+const STARTUP_CONNECT_WAIT_MS = 3000;
 /** Longest wait between two attempts to reconnect. */
 const MAX_RECONNECT_DELAY_MS = 1000;
 
@@ -118,12 +120,23 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
     return undefined;
   }
 
-  onModuleInit(): void {
+  /**
+   * Connects, waiting at most a few seconds: a Redis that is down at start delays nothing
+   * more, and the client goes on trying in the background.
+   */
+  async onModuleInit(): Promise<void> {
     if (!this.enabled) {
       return;
     }
     this.client = this.createClient();
-    this.connect(this.client);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.connect(this.client),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, STARTUP_CONNECT_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   onModuleDestroy(): void {
@@ -179,29 +192,56 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
   }
 
   private createClient(): Client {
-    const { urls, password, commandTimeoutMs } = this.config;
+    const { password, commandTimeoutMs } = this.config;
+    // node-redis lets a URL's password win over the `password` option: REDIS_PASSWORD must win.
+    const urls =
+      password === undefined
+        ? this.config.urls
+        : this.config.urls.map(withoutPassword);
+    const socket = {
+      connectTimeout: commandTimeoutMs,
+      reconnectStrategy: (retries: number) =>
+        this.closing
+          ? false
+          : Math.min(50 * 2 ** retries, MAX_RECONNECT_DELAY_MS),
+    };
     const options = {
-      ...(password === undefined ? {} : { password }),
-      socket: {
-        connectTimeout: commandTimeoutMs,
-        reconnectStrategy: (retries: number) =>
-          this.closing
-            ? false
-            : Math.min(50 * 2 ** retries, MAX_RECONNECT_DELAY_MS),
-      },
       disableOfflineQueue: true,
       commandOptions: {
         timeout: commandTimeoutMs,
         typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer },
       },
     } satisfies RedisClientOptions;
-    const client = (this.config.cluster
-      ? createCluster({
-          rootNodes: urls.map((url) => ({ url })),
-          defaults: { ...options, url: urls[0] },
-          commandOptions: options.commandOptions,
-        })
-      : createClient({ ...options, url: urls[0] })) as unknown as Client;
+    let client: Client;
+    if (this.config.cluster) {
+      // Nodes found through the seeds take credentials and TLS from the first seed URL.
+      const seed = new URL(urls[0]);
+      client = createCluster({
+        rootNodes: urls.map((url) => ({ url })),
+        defaults: {
+          ...options,
+          ...(seed.username
+            ? { username: decodeURIComponent(seed.username) }
+            : {}),
+          password:
+            password ??
+            (seed.password ? decodeURIComponent(seed.password) : undefined),
+          socket: {
+            ...socket,
+            ...(seed.protocol === 'rediss:' ? { tls: true } : {}),
+          },
+        },
+        commandOptions: options.commandOptions,
+      }) as unknown as Client;
+    } else {
+      client = createClient({
+        ...options,
+        url: urls[0],
+        // Overrides the URL's password.
+        ...(password === undefined ? {} : { password }),
+        socket,
+      }) as unknown as Client;
+    }
     client.on('error', (error) => {
       if (!this.closing) {
         this.outage.failed(errorMessage(error));
@@ -214,24 +254,30 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
     return client;
   }
 
-  /** Connects, and keeps trying while the first connection fails (the client retries later ones itself). */
-  private connect(client: Client): void {
-    client.connect().then(
-      () =>
-        this.logger.log(`Shared tier on Redis at ${this.config.displayName}`),
-      (error: unknown) => {
-        if (this.closing) {
-          return;
-        }
+  /**
+   * Resolves once connected. While the first connection fails it tries again every second
+   * (the client retries later ones itself).
+   */
+  private async connect(client: Client): Promise<void> {
+    while (!this.closing) {
+      try {
+        await client.connect();
+        this.logger.log(`Shared tier on Redis at ${this.config.displayName}`);
+        return;
+      } catch (error) {
         this.outage.failed(errorMessage(error));
-        const retry = setTimeout(
-          () => this.connect(client),
-          MAX_RECONNECT_DELAY_MS,
+        await new Promise((resolve) =>
+          setTimeout(resolve, MAX_RECONNECT_DELAY_MS).unref(),
         );
-        retry.unref();
-      },
-    );
+      }
+    }
   }
+}
+
+function withoutPassword(text: string): string {
+  const url = new URL(text);
+  url.password = '';
+  return url.toString();
 }
 
 /**

@@ -75,7 +75,7 @@ describeWithRedis()(SharedTier.name, () => {
     };
     const connection = new RedisConnection(config);
     opened.push(connection);
-    connection.onModuleInit();
+    await connection.onModuleInit();
     await until(() => connection.available);
     const tier = new SharedTier(connection, clock, config);
     await tier.onApplicationBootstrap();

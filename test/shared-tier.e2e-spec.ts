@@ -1,0 +1,320 @@
+import { rm } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { FakePicsum } from './fake-picsum/fake-picsum.server';
+import {
+  describeWithRedis,
+  RedisCluster,
+  RedisServer,
+} from './support/redis-server';
+import { ServiceProcess } from './support/service-process';
+import { makeCacheDir } from './support/test-app';
+
+const REQUESTS_PER_REPLICA = 30;
+const COMMAND_TIMEOUT_MS = 300;
+
+/** One reply as the tests look at it. */
+interface Reply {
+  readonly status: number;
+  readonly etag: string | null;
+  readonly ms: number;
+}
+
+/** A running replica: a real `node dist/main.js` with a `CACHE_DIR` of its own. */
+interface Replica {
+  readonly service: ServiceProcess;
+  readonly url: string;
+  readonly cacheDir: string;
+}
+
+async function get(url: string): Promise<Reply> {
+  const started = performance.now();
+  try {
+    const response = await fetch(url);
+    await response.arrayBuffer();
+    return {
+      status: response.status,
+      etag: response.headers.get('etag'),
+      ms: performance.now() - started,
+    };
+  } catch {
+    return { status: 0, etag: null, ms: performance.now() - started };
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+): Promise<number> {
+  const started = performance.now();
+  while (!(await condition())) {
+    if (performance.now() - started > timeoutMs) {
+      throw new Error(`condition not met within ${timeoutMs} ms`);
+    }
+    await sleep(25);
+  }
+  return performance.now() - started;
+}
+
+function distinct<T>(values: T[]): T[] {
+  return [...new Set(values)];
+}
+
+/**
+ * Several replicas of the built service, each with its own `CACHE_DIR`, sharing one real Redis
+ * (or a real 3-master Redis Cluster) and one fake Picsum: one fetch per variant per TTL across
+ * them, the same image everywhere, and Redis outages that no request notices.
+ */
+describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
+  const upstream = new FakePicsum();
+  const replicas: Replica[] = [];
+  let redis: RedisServer;
+
+  async function startReplica(env: Record<string, string>): Promise<Replica> {
+    const cacheDir = await makeCacheDir();
+    const { service, url } = await ServiceProcess.start({
+      PICSUM_BASE_URL: upstream.baseUrl,
+      CACHE_DIR: cacheDir,
+      REDIS_COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS),
+      ...env,
+    });
+    const replica = { service, url, cacheDir };
+    replicas.push(replica);
+    return replica;
+  }
+
+  function startReplicas(
+    count: number,
+    env: Record<string, string>,
+  ): Promise<Replica[]> {
+    return Promise.all(
+      Array.from({ length: count }, () => startReplica(env)),
+    );
+  }
+
+  /** `perReplica` concurrent requests to every replica at once. */
+  function burst(
+    targets: Replica[],
+    path = '/image',
+    perReplica = REQUESTS_PER_REPLICA,
+  ): Promise<Reply[]> {
+    return Promise.all(
+      targets.flatMap((replica) =>
+        Array.from({ length: perReplica }, () => get(`${replica.url}${path}`)),
+      ),
+    );
+  }
+
+  async function readiness(replica: Replica) {
+    const response = await fetch(`${replica.url}/health/ready`);
+    const body = (await response.json()) as {
+      info?: { sharedCache?: { connected?: boolean } };
+    };
+    return { status: response.status, sharedCache: body.info?.sharedCache };
+  }
+
+  beforeAll(async () => {
+    await upstream.start();
+    redis = await RedisServer.start();
+  });
+
+  afterAll(async () => {
+    await upstream.stop();
+    await redis.stop();
+  });
+
+  beforeEach(async () => {
+    upstream.reset();
+    redis.signal('SIGCONT');
+    if ((await redis.cli('ping').catch(() => '')) !== 'PONG') {
+      await redis.restart();
+    }
+    await redis.cli('flushall');
+  });
+
+  afterEach(async () => {
+    for (const { service, cacheDir } of replicas.splice(0)) {
+      service.kill('SIGKILL');
+      await service.exited;
+      await rm(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  /** Scenarios a and b: one fetch for a cold burst, one more after the TTL, one ETag each time. */
+  async function expectOneFetchPerTtl(env: Record<string, string>) {
+    const ttlSeconds = 2;
+    upstream.delayMs = 200;
+    const three = await startReplicas(3, {
+      ...env,
+      CACHE_TTL_SECONDS: String(ttlSeconds),
+    });
+
+    const cold = await burst(three);
+    const coldFetches = upstream.fetches;
+    await sleep(ttlSeconds * 1000 + 100);
+    const expired = await burst(three);
+
+    expect(cold.filter((reply) => reply.status !== 200)).toEqual([]);
+    expect(coldFetches).toBe(1);
+    expect(distinct(cold.map((reply) => reply.etag))).toHaveLength(1);
+    expect(expired.filter((reply) => reply.status !== 200)).toEqual([]);
+    expect(upstream.fetches).toBe(2);
+    const etags = distinct(expired.map((reply) => reply.etag));
+    expect(etags).toHaveLength(1);
+    expect(etags[0]).not.toBe(cold[0].etag);
+    return { three, etag: etags[0] };
+  }
+
+  it('a, b, c: 3 replicas make 1 fetch for 90 cold requests and 1 after the TTL, all with one ETag; a 4th with an empty CACHE_DIR makes none', async () => {
+    const env = { REDIS_URL: redis.url };
+    const { etag } = await expectOneFetchPerTtl(env);
+
+    const fourth = await startReplica({ ...env, CACHE_TTL_SECONDS: '2' });
+    const reply = await get(`${fourth.url}/image`);
+
+    expect(reply).toMatchObject({ status: 200, etag });
+    expect(upstream.fetches).toBe(2);
+  });
+
+  it('d: Redis killed under traffic fails no request and keeps readiness 200, logging it at most twice per replica; restarted, it is used again within 5 s', async () => {
+    const three = await startReplicas(3, { REDIS_URL: redis.url });
+    await burst(three, '/image', 1);
+    const outputBefore = three.map(({ service }) => service.output.length);
+
+    const replies: Reply[] = [];
+    let stop = false;
+    const traffic = (async () => {
+      for (let round = 0; !stop && round < 2000; round += 1) {
+        // New variants too, so that requests need the shared tier, not only memory.
+        replies.push(
+          ...(await burst(three, `/image?width=${100 + round}&height=100`, 2)),
+          ...(await burst(three, '/image', 2)),
+        );
+      }
+    })();
+    await sleep(300);
+    await redis.kill();
+    await sleep(1500);
+    const down = await Promise.all(three.map(readiness));
+    stop = true;
+    await traffic;
+
+    expect(replies.length).toBeGreaterThan(100);
+    expect(replies.filter((reply) => reply.status !== 200)).toEqual([]);
+    expect(down).toEqual(
+      three.map(() => ({
+        status: 200,
+        sharedCache: expect.objectContaining({ connected: false }) as unknown,
+      })),
+    );
+
+    await redis.restart();
+    const reconnectMs = await waitFor(
+      async () =>
+        (await Promise.all(three.map(readiness))).every(
+          (ready) => ready.sharedCache?.connected === true,
+        ),
+      5000,
+    );
+    const fetchesBefore = upstream.fetches;
+    const stored = await get(`${three[0].url}/image?grayscale`);
+    const others = await Promise.all(
+      three.slice(1).map(({ url }) => get(`${url}/image?grayscale`)),
+    );
+
+    expect(reconnectMs).toBeLessThan(5000);
+    expect(upstream.fetches).toBe(fetchesBefore + 1);
+    expect(others.map((reply) => reply.etag)).toEqual([
+      stored.etag,
+      stored.etag,
+    ]);
+    three.forEach(({ service }, index) => {
+      const lines = service.output
+        .slice(outputBefore[index])
+        .split('\n')
+        .filter((line) => /Redis/.test(line));
+      expect(lines.length).toBeGreaterThanOrEqual(1);
+      expect(lines.length).toBeLessThanOrEqual(2);
+    });
+    process.stdout.write(
+      `d: ${replies.length} requests while Redis died, 0 failed; reconnected after ${Math.round(reconnectMs)} ms\n`,
+    );
+  }, 60_000);
+
+  it('e: with Redis hung (SIGSTOP), requests are answered within REDIS_COMMAND_TIMEOUT_MS plus their usual latency', async () => {
+    const three = await startReplicas(3, { REDIS_URL: redis.url });
+    // Small new variants: each request asks Redis, and the fake draws each image quickly.
+    const usual = await burst(three, '/image?width=100&height=100', 5);
+    const usualMs = Math.max(...usual.map((reply) => reply.ms));
+
+    redis.signal('SIGSTOP');
+    let hung: Reply[];
+    try {
+      hung = [];
+      for (let width = 101; width <= 105; width += 1) {
+        hung.push(
+          ...(await burst(three, `/image?width=${width}&height=100`, 5)),
+        );
+      }
+    } finally {
+      redis.signal('SIGCONT');
+    }
+    const slowestMs = Math.max(...hung.map((reply) => reply.ms));
+
+    expect(hung.filter((reply) => reply.status !== 200)).toEqual([]);
+    expect(slowestMs).toBeLessThan(COMMAND_TIMEOUT_MS + usualMs + 250);
+    process.stdout.write(
+      `e: ${hung.length} requests with Redis hung, slowest ${Math.round(slowestMs)} ms (usual slowest ${Math.round(usualMs)} ms, timeout ${COMMAND_TIMEOUT_MS} ms)\n`,
+    );
+  }, 60_000);
+
+  it('f: when the replica holding the lock is killed mid-fetch, another takes over with exactly 1 more fetch, within UPSTREAM_TIMEOUT_MS plus the lock TTL', async () => {
+    const upstreamTimeoutMs = 3000;
+    const queueTimeoutMs = 500;
+    // As SharedCacheConfig computes it: queue timeout + upstream timeout + 2 s.
+    const lockTtlMs = queueTimeoutMs + upstreamTimeoutMs + 2000;
+    const three = await startReplicas(3, {
+      REDIS_URL: redis.url,
+      UPSTREAM_TIMEOUT_MS: String(upstreamTimeoutMs),
+      UPSTREAM_QUEUE_TIMEOUT_MS: String(queueTimeoutMs),
+    });
+    upstream.delayMs = 800; // per hop: about 1.6 s a fetch
+    const [holder, ...waiting] = three;
+
+    void get(`${holder.url}/image`);
+    await waitFor(() => upstream.fetches === 1, 5000);
+    const waiters = burst(waiting, '/image', 5);
+    await sleep(200);
+    holder.service.kill('SIGKILL');
+    const started = performance.now();
+    const replies = await waiters;
+    const slowestMs = Math.max(...replies.map((reply) => reply.ms));
+
+    expect(replies.filter((reply) => reply.status !== 200)).toEqual([]);
+    expect(distinct(replies.map((reply) => reply.etag))).toHaveLength(1);
+    expect(upstream.fetches).toBe(2);
+    expect(slowestMs).toBeLessThan(upstreamTimeoutMs + lockTtlMs);
+    process.stdout.write(
+      `f: lock holder killed; ${replies.length} waiting requests served after ${Math.round(performance.now() - started)} ms, slowest ${Math.round(slowestMs)} ms, upstream fetches 2\n`,
+    );
+  }, 60_000);
+
+  describe('g: on a 3-master Redis Cluster', () => {
+    let cluster: RedisCluster;
+
+    beforeAll(async () => {
+      cluster = await RedisCluster.start();
+    }, 30_000);
+
+    afterAll(async () => {
+      await cluster?.stop();
+    });
+
+    it('a and b hold: 1 fetch for 90 cold requests, 1 after the TTL, one ETag each time', async () => {
+      await expectOneFetchPerTtl({ REDIS_CLUSTER_URLS: cluster.urls });
+    });
+  });
+});
