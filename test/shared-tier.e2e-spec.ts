@@ -90,9 +90,7 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
     count: number,
     env: Record<string, string>,
   ): Promise<Replica[]> {
-    return Promise.all(
-      Array.from({ length: count }, () => startReplica(env)),
-    );
+    return Promise.all(Array.from({ length: count }, () => startReplica(env)));
   }
 
   /** `perReplica` concurrent requests to every replica at once. */
@@ -243,6 +241,24 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
       `d: ${replies.length} requests while Redis died, 0 failed; reconnected after ${Math.round(reconnectMs)} ms\n`,
     );
   }, 60_000);
+
+  it('a replica started while Redis is down serves at once and takes the shared tier up when Redis comes', async () => {
+    await redis.kill();
+    const replica = await startReplica({ REDIS_URL: redis.url });
+
+    const whileDown = await get(`${replica.url}/image`);
+    await redis.restart();
+    await waitFor(
+      async () => (await readiness(replica)).sharedCache?.connected === true,
+      5000,
+    );
+    await get(`${replica.url}/image?grayscale`);
+
+    expect(whileDown.status).toBe(200);
+    expect(await redis.cli('--raw', 'keys', '*')).toBe(
+      'image-cache:{1200x1200-grayscale}:image',
+    );
+  });
 
   it('e: with Redis hung (SIGSTOP), requests are answered within REDIS_COMMAND_TIMEOUT_MS plus their usual latency', async () => {
     const three = await startReplicas(3, { REDIS_URL: redis.url });

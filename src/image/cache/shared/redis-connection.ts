@@ -170,25 +170,26 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * Calls `listener` with every message published on `channel`, from now on and after every
-   * reconnection. On a standalone Redis a second connection listens; a cluster client keeps
-   * its own.
+   * Calls `listener` with every message published on `channel`, from when Redis first answers
+   * and after every reconnection. Never waits for Redis: start-up goes on while it is down. On
+   * a standalone Redis a second connection listens; a cluster client keeps its own.
    */
-  async subscribe(
-    channel: string,
-    listener: (message: string) => void,
-  ): Promise<void> {
-    if (!this.client) {
+  subscribe(channel: string, listener: (message: string) => void): void {
+    const client = this.client;
+    if (!client) {
       return;
     }
-    if (this.config.cluster) {
-      await this.client.subscribe(channel, listener);
-      return;
+    let listening: Client = client;
+    if (!this.config.cluster) {
+      listening = this.subscriber = client.duplicate();
+      listening.on('error', () => undefined); // the command connection reports the outage
     }
-    this.subscriber = this.client.duplicate();
-    this.subscriber.on('error', () => undefined); // the command connection reports the outage
-    await this.subscriber.connect();
-    await this.subscriber.subscribe(channel, listener);
+    void this.untilDone(async () => {
+      if (listening !== client) {
+        await listening.connect();
+      }
+      await listening.subscribe(channel, listener);
+    });
   }
 
   private createClient(): Client {
@@ -254,16 +255,23 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
     return client;
   }
 
-  /**
-   * Resolves once connected. While the first connection fails it tries again every second
-   * (the client retries later ones itself).
-   */
+  /** Resolves once connected, trying again every second while the first connection fails. */
   private async connect(client: Client): Promise<void> {
+    if (await this.untilDone(() => client.connect())) {
+      this.logger.log(`Shared tier on Redis at ${this.config.displayName}`);
+    }
+  }
+
+  /**
+   * Runs `step` until it succeeds, waiting a second after each failure (which the outage log
+   * counts); false if the service closed first. The client reconnects by itself once it has
+   * connected, but not before.
+   */
+  private async untilDone(step: () => Promise<unknown>): Promise<boolean> {
     while (!this.closing) {
       try {
-        await client.connect();
-        this.logger.log(`Shared tier on Redis at ${this.config.displayName}`);
-        return;
+        await step();
+        return true;
       } catch (error) {
         this.outage.failed(errorMessage(error));
         await new Promise((resolve) =>
@@ -271,6 +279,7 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
         );
       }
     }
+    return false;
   }
 }
 

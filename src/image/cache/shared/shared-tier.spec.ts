@@ -38,9 +38,12 @@ function imageOf(key: string, text: string, fetchedAt: number): CachedImage {
   });
 }
 
-async function until(condition: () => boolean, ms = 5000): Promise<void> {
+async function until(
+  condition: () => boolean | Promise<boolean>,
+  ms = 5000,
+): Promise<void> {
   const deadline = performance.now() + ms;
-  while (!condition()) {
+  while (!(await condition())) {
     if (performance.now() > deadline) {
       throw new Error(`condition not met within ${ms} ms`);
     }
@@ -61,13 +64,13 @@ describeWithRedis()(SharedTier.name, () => {
 
   /** A replica's view of the shared tier: its own connection and identity. */
   async function openTier(
-    overrides: { keyPrefix?: string } = {},
+    overrides: { keyPrefix?: string; url?: string; password?: string } = {},
   ): Promise<{ tier: SharedTier; connection: RedisConnection }> {
     const config = {
-      urls: [redis.url],
+      urls: [overrides.url ?? redis.url],
       cluster: false,
       displayName: redis.url,
-      password: undefined,
+      password: overrides.password,
       keyPrefix: overrides.keyPrefix ?? 'test:',
       commandTimeoutMs: COMMAND_TIMEOUT_MS,
       lockTtlMs: LOCK_TTL_MS,
@@ -78,7 +81,7 @@ describeWithRedis()(SharedTier.name, () => {
     await connection.onModuleInit();
     await until(() => connection.available);
     const tier = new SharedTier(connection, clock, config);
-    await tier.onApplicationBootstrap();
+    tier.onApplicationBootstrap();
     return { tier, connection };
   }
 
@@ -112,6 +115,22 @@ describeWithRedis()(SharedTier.name, () => {
 
     expect(loaded).toEqual(image);
     await expect(tier.load('20x20')).resolves.toBeUndefined();
+  });
+
+  it("connects with REDIS_PASSWORD rather than the URL's password", async () => {
+    const guarded = await RedisServer.start(['--requirepass', 'from-secret']);
+    try {
+      const { tier } = await openTier({
+        url: `redis://:stale-password@127.0.0.1:${guarded.port}`,
+        password: 'from-secret',
+      });
+
+      await expect(
+        tier.save(imageOf('10x10', 'one', clock.now())),
+      ).resolves.toBe(true);
+    } finally {
+      await guarded.stop();
+    }
   });
 
   it('lets Redis drop an entry after the TTL plus the stale window, counted from the fetch', async () => {
@@ -213,6 +232,9 @@ describeWithRedis()(SharedTier.name, () => {
     other.onStored((notice) => seenByOther.push(notice));
     storing.onStored((notice) => seenByStoring.push(notice));
     const image = imageOf('10x10', 'one', clock.now());
+    await until(async () =>
+      (await redis.cli('pubsub', 'numsub', 'test:stored')).endsWith('2'),
+    );
 
     const waited = other.waitForStored('10x10', 5000);
     const waitedForAnother = other.waitForStored('20x20', 200);

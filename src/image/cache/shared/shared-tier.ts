@@ -92,19 +92,9 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     return this.redis.problem;
   }
 
-  async onApplicationBootstrap(): Promise<void> {
-    if (!this.enabled) {
-      return;
-    }
-    try {
-      await this.redis.subscribe(this.channel, (message) =>
-        this.receive(message),
-      );
-    } catch (error) {
-      // Subscribing is retried by the client once Redis answers; until then, no notices.
-      this.logger.warn(
-        `Not yet subscribed to ${this.channel}: ${error instanceof Error ? error.message : String(error)}`,
-      );
+  onApplicationBootstrap(): void {
+    if (this.enabled) {
+      this.redis.subscribe(this.channel, (message) => this.receive(message));
     }
   }
 
