@@ -22,7 +22,7 @@ interface Container {
   name: string;
   ports: { name: string; containerPort: number }[];
   envFrom: { configMapRef: { name: string } }[];
-  env?: { name: string; value: string }[];
+  env?: { name: string; value?: string; valueFrom?: unknown }[];
   volumeMounts: { name: string; mountPath: string }[];
   livenessProbe: Probe;
   readinessProbe: Probe;
@@ -344,6 +344,65 @@ describe('the Helm chart helm/image-cache', () => {
     ]);
   });
 
+  it('configures the shared tier from sharedCache.redis: a URL or cluster seeds in the ConfigMap', async () => {
+    const standalone = configOf(
+      await render({
+        sharedCache: {
+          redis: { url: 'redis://redis.cache:6379/2', keyPrefix: 'blue:' },
+        },
+      }),
+    );
+    const cluster = configOf(
+      await render({
+        sharedCache: {
+          redis: {
+            clusterUrls: [
+              'redis://node-0.redis:6379',
+              'redis://node-1.redis:6379',
+            ],
+            commandTimeoutMs: 250,
+          },
+        },
+      }),
+    );
+
+    expect(standalone).toMatchObject({
+      REDIS_URL: 'redis://redis.cache:6379/2',
+      REDIS_KEY_PREFIX: 'blue:',
+      REDIS_COMMAND_TIMEOUT_MS: '500',
+    });
+    expect(standalone.REDIS_CLUSTER_URLS).toBeUndefined();
+    expect(cluster).toMatchObject({
+      REDIS_CLUSTER_URLS: 'redis://node-0.redis:6379,redis://node-1.redis:6379',
+      REDIS_COMMAND_TIMEOUT_MS: '250',
+    });
+    expect(cluster.REDIS_URL).toBeUndefined();
+    expect(configOf(await render()).REDIS_URL).toBeUndefined();
+  });
+
+  it('reads a Redis URL and password with credentials from an existing Secret, never from the ConfigMap', async () => {
+    const objects = await render({
+      sharedCache: {
+        redis: {
+          existingSecret: 'redis-credentials',
+          urlKey: 'url',
+          passwordKey: 'password',
+        },
+      },
+      extraEnv: [{ name: 'SHUTDOWN_DRAIN_MS', value: '100' }],
+    });
+    const fromSecret = (key: string) => ({
+      secretKeyRef: { name: 'redis-credentials', key },
+    });
+
+    expect(containerOf(objects).env).toEqual([
+      { name: 'REDIS_PASSWORD', valueFrom: fromSecret('password') },
+      { name: 'REDIS_URL', valueFrom: fromSecret('url') },
+      { name: 'SHUTDOWN_DRAIN_MS', value: '100' },
+    ]);
+    expect(configOf(objects).REDIS_URL).toBeUndefined();
+  });
+
   it.each([
     ['cache.ttlSeconds 0', { cache: { ttlSeconds: 0 } }, /ttlSeconds.*minimum/],
     [
@@ -377,6 +436,28 @@ describe('the Helm chart helm/image-cache', () => {
       'a redirect host written as a URL',
       { upstream: { allowedRedirectHosts: ['https://cdn.example.com'] } },
       /allowedRedirectHosts/,
+    ],
+    [
+      'both a Redis URL and Redis Cluster seeds',
+      {
+        sharedCache: {
+          redis: {
+            url: 'redis://redis:6379',
+            clusterUrls: ['redis://node-0:6379'],
+          },
+        },
+      },
+      /sharedCache\/redis.*'not' failed/s,
+    ],
+    [
+      'a Redis URL that is not redis:// or rediss://',
+      { sharedCache: { redis: { url: 'http://redis:6379' } } },
+      /sharedCache\/redis\/url/,
+    ],
+    [
+      'a Secret key without the Secret',
+      { sharedCache: { redis: { passwordKey: 'password' } } },
+      /sharedCache\/redis\/existingSecret/,
     ],
     [
       'a client idle timeout under a second',

@@ -86,3 +86,20 @@ so the cache stays clear of the limit at which the kubelet evicts the pod.
 {{- div (mul (int64 $number) (int64 (get $multipliers $suffix)) 9) 10 }}
 {{- end }}
 {{- end }}
+
+{{/*
+The shared tier's settings that come from sharedCache.redis.existingSecret, as container env
+entries (none when no key is set).
+*/}}
+{{- define "image-cache.redisSecretEnv" -}}
+{{- $redis := .Values.sharedCache.redis -}}
+{{- range $name, $key := dict "REDIS_URL" $redis.urlKey "REDIS_CLUSTER_URLS" $redis.clusterUrlsKey "REDIS_PASSWORD" $redis.passwordKey }}
+{{- if $key }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $redis.existingSecret | quote }}
+      key: {{ $key | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
