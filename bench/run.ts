@@ -1,6 +1,7 @@
 /**
- * `npm run bench`: the service against nginx's proxy_cache and a naive baseline, all on
- * 127.0.0.1 in front of the same fake Picsum, in interleaved rounds. Prints a Markdown table
+ * `npm run bench`: the service against nginx's proxy_cache and a naive baseline, and the
+ * service with its shared tier on a real redis-server, all on 127.0.0.1 in front of the same
+ * fake Picsum, in interleaved rounds. Prints a Markdown table
  * and writes it to bench/RESULTS.md. Settings: BENCH_ROUNDS (5), BENCH_SECONDS (4),
  * BENCH_WARMUP_SECONDS (3).
  */
@@ -9,6 +10,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakePicsum } from '../test/fake-picsum/fake-picsum.server';
 import { diskUsage } from '../test/support/disk-usage';
+import { RedisServer } from '../test/support/redis-server';
 import {
   type BenchServer,
   ROOT,
@@ -27,6 +29,8 @@ const CONNECTIONS = [8, 64];
 const IMAGE_BYTES = 200_000;
 const STAMPEDE_REQUESTS = 100;
 const MIB = 1024 * 1024;
+const SERVICE = 'image-cache';
+const SERVICE_WITH_REDIS = 'image-cache + Redis';
 
 const HOT: RequestMix = { name: 'hot', paths: ['/image'], weights: [1] };
 /** 200 variants, about 40 MB: they fit the default 64 MiB memory tier. */
@@ -49,15 +53,19 @@ async function main(): Promise<void> {
   await upstream.start();
   const upstreamPort = Number(new URL(upstream.baseUrl).port);
   const servers: BenchServer[] = [];
+  const redis = await RedisServer.start();
   try {
     servers.push(
-      await startService(
-        'image-cache',
-        upstream.baseUrl,
-        join(work, 'service'),
-      ),
+      await startService(SERVICE, upstream.baseUrl, join(work, 'service')),
       await startNginx(upstreamPort, join(work, 'nginx')),
       await startNaive(upstream.baseUrl, join(work, 'naive')),
+      // A hit in memory must not pay for the shared tier: it sends Redis nothing.
+      await startService(
+        SERVICE_WITH_REDIS,
+        upstream.baseUrl,
+        join(work, 'service-redis'),
+        { REDIS_URL: redis.url },
+      ),
     );
     const [service, nginx] = servers;
 
@@ -136,6 +144,7 @@ async function main(): Promise<void> {
     for (const server of servers) {
       await server.stop();
     }
+    await redis.stop();
     await upstream.stop();
     rmSync(work, { recursive: true, force: true });
   }
@@ -276,7 +285,7 @@ function renderReport(
     '',
     `${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node.js ${process.version}, ${versionOf('nginx', ['-v'])}, ${versionOf('wrk', ['--version']).split(' [')[0]}.`,
     `Median of ${ROUNDS} interleaved rounds of ${SECONDS} s per server, after ${WARMUP_SECONDS} s of unmeasured load each; wrk with 1 thread; ${IMAGE_BYTES / 1000} KB JPEGs from the fake Picsum; all caches warm.`,
-    `\`hot\`: one image. \`zipf-200\`: 200 variants requested with Zipf-like weights (1/rank), about 40 MB.`,
+    `\`hot\`: one image. \`zipf-200\`: 200 variants requested with Zipf-like weights (1/rank), about 40 MB. \`${SERVICE_WITH_REDIS}\`: the same service with \`REDIS_URL\` set, its shared tier on a local redis-server.`,
     '',
     '| scenario | conns | server | req/s | p50 ms | p99 ms | errors | req/s vs nginx | p99 vs nginx |',
     '|---|---:|---|---:|---:|---:|---:|---:|---:|',
@@ -337,6 +346,16 @@ function renderReport(
         ],
       );
     }
+  }
+  for (const connections of CONNECTIONS) {
+    const shared =
+      find(HOT.name, connections, SERVICE_WITH_REDIS).requestsPerSecond /
+      find(HOT.name, connections, subject).requestsPerSecond;
+    checks.push([
+      `hot c=${connections}: with REDIS_URL set >= 0.95x without`,
+      shared >= 0.95,
+      `${shared.toFixed(2)}x`,
+    ]);
   }
   const serviceRss = rss.find((entry) => entry.name === subject)?.bytes ?? 0;
   checks.push(
