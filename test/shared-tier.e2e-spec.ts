@@ -177,6 +177,48 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
     expect(upstream.fetches).toBe(2);
   });
 
+  it('sends Redis no command for a hit in memory', async () => {
+    const replica = await startReplica({ REDIS_URL: redis.url });
+    await get(`${replica.url}/image`);
+    const commands = async () =>
+      Number(
+        /total_commands_processed:(\d+)/.exec(
+          await redis.cli('info', 'stats'),
+        )?.[1],
+      );
+
+    const before = await commands();
+    const hits = await burst([replica], '/image', 100);
+    const after = await commands();
+
+    expect(hits.every((reply) => reply.status === 200)).toBe(true);
+    expect(after - before).toBe(1); // the first INFO itself
+  });
+
+  it('an upstream failure is met once across replicas: one failed fetch, every replica serves its stale copy at once', async () => {
+    const three = await startReplicas(3, {
+      REDIS_URL: redis.url,
+      CACHE_TTL_SECONDS: '1',
+    });
+    const fresh = await burst(three, '/image', 1);
+    await sleep(1100);
+    upstream.mode = 'server-error';
+    upstream.delayMs = 300;
+
+    const stale = await burst(three, '/image', 10);
+    const again = await burst(three, '/image', 2);
+
+    expect(distinct(fresh.map((reply) => reply.etag))).toHaveLength(1);
+    expect([...stale, ...again].map((reply) => reply.status)).toEqual(
+      Array.from({ length: 36 }, () => 200),
+    );
+    expect(distinct([...stale, ...again].map((reply) => reply.etag))).toEqual([
+      fresh[0].etag,
+    ]);
+    // 1 fetch to warm, then 1 failed one for all three replicas, and none within the retry window.
+    expect(upstream.fetches).toBe(2);
+  });
+
   it('d: Redis killed under traffic fails no request and keeps readiness 200, logging it at most twice per replica; restarted, it is used again within 5 s', async () => {
     const three = await startReplicas(3, { REDIS_URL: redis.url });
     await burst(three, '/image', 1);

@@ -106,10 +106,19 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       this.cache.cleanupIntervalSeconds * 1000,
     );
     this.cleanupTimer.unref();
-    // Another replica stored a newer image: the local copy must not be served any more.
-    this.shared.onStored(({ key, fetchedAt }) => {
-      this.memory.delete(key, fetchedAt);
-      void this.disk.delete(key, fetchedAt);
+    this.shared.onNotice((notice) => {
+      if (notice.type === 'stored') {
+        // Another replica stored a newer image: the local copy must not be served any more.
+        this.memory.delete(notice.key, notice.fetchedAt);
+        void this.disk.delete(notice.key, notice.fetchedAt);
+        this.failures.delete(notice.key);
+      } else {
+        // Another replica's fetch failed: asking the upstream again now would fail the same way.
+        this.failures.set(notice.key, {
+          error: new HttpException(notice.message, notice.status),
+          retryAt: this.clock.now() + notice.retryAfterMs,
+        });
+      }
     });
   }
 
@@ -125,13 +134,18 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       this.disk.touch(key);
       return { image: inMemory, status: 'HIT' };
     }
-    const found = await this.lookBelowMemory(key, inMemory);
-    const cached = found?.image;
+    const failure = this.recentFailure(key);
+    // While the upstream fails for this variant, an expired image in memory is served as it
+    // is: no tier below holds a newer one, unless another replica stored it, and its notice
+    // removed this copy and the failure.
+    const cached =
+      failure && inMemory
+        ? inMemory
+        : (await this.lookBelowMemory(key, inMemory))?.image;
     if (cached && !this.freshness(cached).stale) {
       return { image: cached, status: 'HIT' };
     }
-    const failure = this.failures.get(key);
-    if (failure && this.clock.now() < failure.retryAt) {
+    if (failure) {
       return this.serveStaleOr(cached, failure.error);
     }
     try {
@@ -225,7 +239,11 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
           await this.shared.unlock(lock);
         }
       }
-      if (await this.shared.waitForStored(key, LOCK_POLL_MS)) {
+      if (await this.shared.waitForNotice(key, LOCK_POLL_MS)) {
+        const failure = this.recentFailure(key);
+        if (failure) {
+          throw failure.error; // the holder's fetch failed
+        }
         const stored = await this.freshFromShared(key);
         if (stored) {
           return stored;
@@ -341,9 +359,21 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     return image;
   }
 
+  /** The failure remembered for `key` while the upstream is not to be asked again. */
+  private recentFailure(key: string): UpstreamFailure | undefined {
+    const failure = this.failures.get(key);
+    return failure && this.clock.now() < failure.retryAt ? failure : undefined;
+  }
+
   private recordFailure(key: string, error: HttpException): void {
-    const retryAt = this.clock.now() + this.upstream.retryAfterSeconds * 1000;
+    const retryAfterMs = this.upstream.retryAfterSeconds * 1000;
+    const retryAt = this.clock.now() + retryAfterMs;
     this.failures.set(key, { error, retryAt });
+    void this.shared.publishFailure(key, {
+      status: error.getStatus(),
+      message: error.message,
+      retryAfterMs,
+    });
     // The cause (e.g. `connect ECONNREFUSED 10.0.0.7:443`) is kept out of replies, not out of the log.
     const cause =
       error.cause === undefined ? '' : `; ${errorMessage(error.cause)}`;

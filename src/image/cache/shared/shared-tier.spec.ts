@@ -11,7 +11,7 @@ import {
   sha256Hex,
 } from '../cached-image';
 import { RedisConnection } from './redis-connection';
-import { type SharedLock, SharedTier, type StoredNotice } from './shared-tier';
+import { type Notice, type SharedLock, SharedTier } from './shared-tier';
 
 const COMMAND_TIMEOUT_MS = 300;
 const LOCK_TTL_MS = 400;
@@ -224,29 +224,43 @@ describeWithRedis()(SharedTier.name, () => {
     await expect(first.lock('10x10')).resolves.toBe('held');
   });
 
-  it('tells the other replicas, not itself, that an image was stored, and wakes who waits for it', async () => {
+  it('tells the other replicas, not itself, that an image was stored or a fetch failed, and wakes who waits for it', async () => {
     const storing = (await openTier()).tier;
     const other = (await openTier()).tier;
-    const seenByOther: StoredNotice[] = [];
-    const seenByStoring: StoredNotice[] = [];
-    other.onStored((notice) => seenByOther.push(notice));
-    storing.onStored((notice) => seenByStoring.push(notice));
+    const seenByOther: Notice[] = [];
+    const seenByStoring: Notice[] = [];
+    other.onNotice((notice) => seenByOther.push(notice));
+    storing.onNotice((notice) => seenByStoring.push(notice));
     const image = imageOf('10x10', 'one', clock.now());
     await until(async () =>
-      (await redis.cli('pubsub', 'numsub', 'test:stored')).endsWith('2'),
+      (await redis.cli('pubsub', 'numsub', 'test:notices')).endsWith('2'),
     );
 
-    const waited = other.waitForStored('10x10', 5000);
-    const waitedForAnother = other.waitForStored('20x20', 200);
+    const waited = other.waitForNotice('10x10', 5000);
+    const waitedForAnother = other.waitForNotice('20x20', 200);
     await storing.save(image);
 
     await expect(waited).resolves.toBe(true);
     await expect(waitedForAnother).resolves.toBe(false);
+    await storing.publishFailure('20x20', {
+      status: 504,
+      message: 'Upstream did not answer',
+      retryAfterMs: 10_000,
+    });
+    await until(() => seenByOther.length === 2);
+
     expect(seenByOther).toEqual([
       expect.objectContaining({
+        type: 'stored',
         key: '10x10',
         etag: image.etag,
         fetchedAt: image.fetchedAt,
+      }),
+      expect.objectContaining({
+        type: 'failed',
+        key: '20x20',
+        status: 504,
+        retryAfterMs: 10_000,
       }),
     ]);
     expect(seenByStoring).toEqual([]);

@@ -33,15 +33,31 @@ const headerSchema = z.object({
   picsumId: z.string().optional(),
 });
 
-/** What a replica publishes when it stored a new image, so the others drop their older copy. */
-const storedNoticeSchema = z.object({
-  from: z.string(),
-  key: z.string(),
-  etag: z.string(),
-  fetchedAt: z.number(),
-});
+/**
+ * What a replica publishes after a fetch: it stored a new image (the others drop their older
+ * copy), or the upstream failed (the others do not ask it again before `retryAfterMs`).
+ */
+const noticeSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('stored'),
+    from: z.string(),
+    key: z.string(),
+    etag: z.string(),
+    fetchedAt: z.number(),
+  }),
+  z.object({
+    type: z.literal('failed'),
+    from: z.string(),
+    key: z.string(),
+    status: z.number().int().min(400).max(599),
+    message: z.string().max(2000),
+    retryAfterMs: z.number().nonnegative(),
+  }),
+]);
 
-export type StoredNotice = z.infer<typeof storedNoticeSchema>;
+export type Notice = z.infer<typeof noticeSchema>;
+export type StoredNotice = Extract<Notice, { type: 'stored' }>;
+export type FailedNotice = Extract<Notice, { type: 'failed' }>;
 
 /** A variant's fetch lock, held by this replica until released or expired. */
 export interface SharedLock {
@@ -58,7 +74,8 @@ export type LockAttempt = SharedLock | 'held' | 'unavailable';
  * (SHA-256, length, fetch time) followed by the body, that Redis drops after the TTL plus the
  * stale-if-error window. A variant's entry and fetch lock share a hash tag, so on a cluster
  * they live on one node. A replica that stores an image publishes it, and the others drop
- * their older local copy.
+ * their older local copy; one whose fetch failed publishes that too, so the others do not
+ * retry at once.
  *
  * Redis is never required: every method answers as if the tier were empty (load finds
  * nothing, save stores nothing, lock is `unavailable`) when Redis fails, and the connection
@@ -72,7 +89,7 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
   private readonly replicaId = randomUUID();
   private readonly channel: string;
   private readonly waiting = new Map<string, Set<() => void>>();
-  private readonly listeners: ((notice: StoredNotice) => void)[] = [];
+  private readonly listeners: ((notice: Notice) => void)[] = [];
 
   constructor(
     private readonly redis: RedisConnection,
@@ -80,7 +97,7 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     @Inject(sharedCacheConfig.KEY)
     private readonly config: ConfigType<typeof sharedCacheConfig>,
   ) {
-    this.channel = `${config.keyPrefix}stored`;
+    this.channel = `${config.keyPrefix}notices`;
   }
 
   get enabled(): boolean {
@@ -98,9 +115,25 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     }
   }
 
-  /** Calls `listener` when another replica stored a new image. */
-  onStored(listener: (notice: StoredNotice) => void): void {
+  /** Calls `listener` when another replica stored a new image or failed to fetch one. */
+  onNotice(listener: (notice: Notice) => void): void {
     this.listeners.push(listener);
+  }
+
+  /** Tells the other replicas that fetching `key` failed, and not to retry for `retryAfterMs`. */
+  async publishFailure(
+    key: string,
+    failure: { status: number; message: string; retryAfterMs: number },
+  ): Promise<void> {
+    if (!this.enabled) {
+      return;
+    }
+    await this.publish({
+      type: 'failed',
+      from: this.replicaId,
+      key,
+      ...failure,
+    });
   }
 
   async load(key: string): Promise<CachedImage | undefined> {
@@ -138,6 +171,7 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
       return false;
     }
     const notice: StoredNotice = {
+      type: 'stored',
       from: this.replicaId,
       key: image.key,
       etag: image.etag,
@@ -149,13 +183,11 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
           expiration: { type: 'PX', value: Math.ceil(remainingMs) },
         }),
       );
-      await this.redis.run((redis) =>
-        redis.publish(this.channel, JSON.stringify(notice)),
-      );
-      return true;
     } catch {
       return false;
     }
+    await this.publish(notice);
+    return true;
   }
 
   /** Removes the entry of `key`; with `fetchedBefore`, only an entry fetched before then. */
@@ -198,29 +230,29 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     await this.compareAndDelete(lock.key, lock.token);
   }
 
-  /** Resolves true when another replica stores an image for `key` within `ms`, false after that. */
-  waitForStored(key: string, ms: number): Promise<boolean> {
+  /** Resolves true when another replica publishes a notice for `key` within `ms`, false after that. */
+  waitForNotice(key: string, ms: number): Promise<boolean> {
     return new Promise((resolve) => {
       const waiters = this.waiting.get(key) ?? new Set<() => void>();
       this.waiting.set(key, waiters);
       const wake = () => finish(true);
       const timer = setTimeout(() => finish(false), ms);
-      const finish = (stored: boolean) => {
+      const finish = (noticed: boolean) => {
         clearTimeout(timer);
         waiters.delete(wake);
         if (waiters.size === 0 && this.waiting.get(key) === waiters) {
           this.waiting.delete(key);
         }
-        resolve(stored);
+        resolve(noticed);
       };
       waiters.add(wake);
     });
   }
 
   private receive(message: string): void {
-    let notice: StoredNotice;
+    let notice: Notice;
     try {
-      notice = storedNoticeSchema.parse(JSON.parse(message));
+      notice = noticeSchema.parse(JSON.parse(message));
     } catch {
       this.logger.warn(`Ignoring a malformed notice on ${this.channel}`);
       return;
@@ -228,11 +260,22 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     if (notice.from === this.replicaId) {
       return;
     }
+    // Listeners first: a waiter that wakes finds the state the notice brings.
+    for (const listener of this.listeners) {
+      listener(notice);
+    }
     for (const wake of [...(this.waiting.get(notice.key) ?? [])]) {
       wake();
     }
-    for (const listener of this.listeners) {
-      listener(notice);
+  }
+
+  private async publish(notice: Notice): Promise<void> {
+    try {
+      await this.redis.run((redis) =>
+        redis.publish(this.channel, JSON.stringify(notice)),
+      );
+    } catch {
+      // Redis is down: the others find out by the lock and by asking Redis.
     }
   }
 
