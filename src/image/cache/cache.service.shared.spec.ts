@@ -1,0 +1,225 @@
+import { Logger } from '@nestjs/common';
+import { Test, type TestingModule } from '@nestjs/testing';
+import { performance } from 'node:perf_hooks';
+import { FakeClock } from '../../../test/support/fake-clock';
+import {
+  describeWithRedis,
+  RedisServer,
+} from '../../../test/support/redis-server';
+import { cacheConfig } from '../../config/cache.config';
+import { sharedCacheConfig } from '../../config/shared-cache.config';
+import { upstreamConfig } from '../../config/upstream.config';
+import type { ImageVariant } from '../image-variant';
+import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
+import { UpstreamLimiter } from '../upstream/upstream-limiter';
+import { CacheService } from './cache.service';
+import { Clock } from './clock';
+import { DiskStore } from './disk-store';
+import { MemoryTier } from './memory-tier';
+import { RedisConnection } from './shared/redis-connection';
+import { SharedTier } from './shared/shared-tier';
+
+const SIZE: ImageVariant = {
+  width: 1200,
+  height: 1200,
+  grayscale: false,
+  blur: 0,
+  format: 'jpg',
+};
+const TTL_SECONDS = 600;
+
+function upstreamImage(id: number): UpstreamImage {
+  return {
+    body: Buffer.concat([
+      Buffer.from([0xff, 0xd8, 0xff, 0xe0]),
+      Buffer.from(`image ${id}`),
+      Buffer.from([0xff, 0xd9]),
+    ]),
+    contentType: 'image/jpeg',
+    picsumId: String(id),
+    source: `http://upstream/id/${id}/1200/1200.jpg`,
+  };
+}
+
+/**
+ * CacheService with its shared tier on a real redis-server: several "replicas" (services with
+ * their own memory tier and disk, one clock, one upstream) in one process. The disk is our
+ * own class stood in for by an empty store; its own specs cover it.
+ */
+describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
+  let redis: RedisServer;
+  let clock: FakeClock;
+  let fetchImage: jest.Mock<Promise<UpstreamImage>, []>;
+  const modules: TestingModule[] = [];
+
+  async function startReplica(): Promise<CacheService> {
+    const moduleRef = await Test.createTestingModule({
+      providers: [
+        CacheService,
+        MemoryTier,
+        UpstreamLimiter,
+        SharedTier,
+        RedisConnection,
+        { provide: PicsumClient, useValue: { fetchImage } },
+        {
+          provide: DiskStore,
+          useValue: {
+            name: 'disk',
+            directory: '/cache',
+            touch: jest.fn(),
+            load: jest.fn().mockResolvedValue(undefined),
+            save: jest.fn().mockResolvedValue(true),
+            delete: jest.fn().mockResolvedValue(undefined),
+          },
+        },
+        { provide: Clock, useValue: clock },
+        {
+          provide: cacheConfig.KEY,
+          useValue: {
+            ttlSeconds: TTL_SECONDS,
+            staleIfErrorSeconds: undefined,
+            memoryMaxBytes: 1024 * 1024,
+            cleanupIntervalSeconds: 600,
+          },
+        },
+        {
+          provide: upstreamConfig.KEY,
+          useValue: {
+            timeoutMs: 1000,
+            retryAfterSeconds: 10,
+            maxConcurrency: 8,
+            queueTimeoutMs: 1000,
+          },
+        },
+        {
+          provide: sharedCacheConfig.KEY,
+          useValue: {
+            urls: [redis.url],
+            cluster: false,
+            displayName: redis.url,
+            keyPrefix: 'spec:',
+            commandTimeoutMs: 300,
+            lockTtlMs: 3000,
+            retentionSeconds: TTL_SECONDS + 86_400,
+          },
+        },
+      ],
+    }).compile();
+    modules.push(moduleRef);
+    await moduleRef.init();
+    const subscribers = modules.length;
+    // Notices reach a replica only once it listens.
+    const deadline = performance.now() + 5000;
+    while (
+      !(await redis.cli('pubsub', 'numsub', 'spec:notices')).endsWith(
+        String(subscribers),
+      )
+    ) {
+      if (performance.now() > deadline) {
+        throw new Error('the replica did not subscribe');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return moduleRef.get(CacheService);
+  }
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+  });
+
+  afterAll(async () => {
+    await redis.stop();
+  });
+
+  beforeEach(async () => {
+    clock = new FakeClock();
+    let nextId = 1;
+    fetchImage = jest.fn(() => Promise.resolve(upstreamImage(nextId++)));
+    await redis.cli('flushall');
+  });
+
+  afterEach(async () => {
+    for (const moduleRef of modules.splice(0)) {
+      await moduleRef.close();
+    }
+    jest.restoreAllMocks();
+  });
+
+  it("serves another replica's image as a hit, with the freshness left since its fetch", async () => {
+    const first = await startReplica();
+    const second = await startReplica();
+    const fetched = await first.getImage(SIZE);
+    clock.advanceSeconds(100);
+
+    const shared = await second.getImage(SIZE);
+    const fromMemory = await second.getImage(SIZE);
+
+    expect(shared.status).toBe('HIT');
+    expect(shared.image.etag).toBe(fetched.image.etag);
+    expect(shared.image.fetchedAt).toBe(fetched.image.fetchedAt);
+    expect(second.freshness(shared.image).ageSeconds).toBe(100);
+    expect(fromMemory.image).toBe(shared.image);
+    expect(fetchImage).toHaveBeenCalledTimes(1);
+  });
+
+  it('makes one fetch for concurrent misses on several replicas', async () => {
+    fetchImage.mockImplementation(
+      () =>
+        new Promise((resolve) =>
+          setTimeout(() => resolve(upstreamImage(7)), 300),
+        ),
+    );
+    const replicas = await Promise.all([1, 2, 3].map(() => startReplica()));
+
+    const lookups = await Promise.all(
+      replicas.flatMap((replica) =>
+        Array.from({ length: 5 }, () => replica.getImage(SIZE)),
+      ),
+    );
+
+    expect(fetchImage).toHaveBeenCalledTimes(1);
+    expect(new Set(lookups.map(({ image }) => image.etag)).size).toBe(1);
+  });
+
+  it('drops a fresh local copy when another replica stores a newer image, and serves that one', async () => {
+    const first = await startReplica();
+    const second = await startReplica();
+    const old = await second.getImage(SIZE);
+    // Redis restarted empty: the first replica does not find the second's image there.
+    await redis.cli('flushall');
+    clock.advanceSeconds(10);
+
+    const renewed = await first.getImage(SIZE);
+    const deadline = performance.now() + 2000;
+    // The notice travels through Redis: wait until the second replica has dropped its copy.
+    while ((await second.peek(SIZE))?.etag === old.image.etag) {
+      if (performance.now() > deadline) {
+        throw new Error('the older copy was not dropped');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const taken = await second.getImage(SIZE);
+
+    expect(renewed.status).toBe('MISS');
+    expect(renewed.image.etag).not.toBe(old.image.etag);
+    expect(taken).toEqual({
+      status: 'HIT',
+      image: expect.objectContaining({ etag: renewed.image.etag }) as unknown,
+    });
+    expect(fetchImage).toHaveBeenCalledTimes(2);
+  });
+
+  it('serves the shared stale copy from a new replica while the upstream fails', async () => {
+    jest.spyOn(Logger.prototype, 'warn').mockImplementation();
+    const first = await startReplica();
+    const fetched = await first.getImage(SIZE);
+    clock.advanceSeconds(TTL_SECONDS + 60);
+    fetchImage.mockRejectedValue(new Error('connect ECONNREFUSED'));
+    const fresh = await startReplica();
+
+    const { image, status } = await fresh.getImage(SIZE);
+
+    expect(status).toBe('STALE');
+    expect(image.etag).toBe(fetched.image.etag);
+  });
+});
