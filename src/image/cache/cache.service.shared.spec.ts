@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { performance } from 'node:perf_hooks';
+import { completeJpeg } from '../../../test/support/cached-image-of';
 import { FakeClock } from '../../../test/support/fake-clock';
 import {
   describeWithRedis,
@@ -30,11 +31,7 @@ const TTL_SECONDS = 600;
 
 function upstreamImage(id: number): UpstreamImage {
   return {
-    body: Buffer.concat([
-      Buffer.from([0xff, 0xd8, 0xff, 0xe0]),
-      Buffer.from(`image ${id}`),
-      Buffer.from([0xff, 0xd9]),
-    ]),
+    body: completeJpeg(`image ${id}`),
     contentType: 'image/jpeg',
     picsumId: String(id),
     source: `http://upstream/id/${id}/1200/1200.jpg`,

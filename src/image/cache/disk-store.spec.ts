@@ -10,37 +10,22 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import {
+  cachedImageOf,
+  JPEG_START,
+} from '../../../test/support/cached-image-of';
 import { diskUsage } from '../../../test/support/disk-usage';
 import { FakeClock } from '../../../test/support/fake-clock';
 import { openDiskStore } from '../../../test/support/open-disk-store';
-import { type CachedImage, createCachedImage, sha256Hex } from './cached-image';
+import { createCachedImage, sha256Hex } from './cached-image';
 import { DiskStore } from './disk-store';
 
-const JPEG_START = Buffer.from([0xff, 0xd8, 0xff, 0xe0]);
-const JPEG_END = Buffer.from([0xff, 0xd9]);
 const CHECK_INTERVAL_MS = 5000;
 const BLOCK = 4096;
 /** A small entry takes one block for its body and one for its metadata. */
 const ENTRY = 2 * BLOCK;
 /** A budget that holds `entries` small entries, plus the block kept for the readiness probe. */
 const budgetFor = (entries: number) => BLOCK + entries * ENTRY;
-
-function imageOf(
-  key: string,
-  text: string,
-  fetchedAt = Date.parse('2026-01-01T00:00:00Z'),
-): CachedImage {
-  const body = Buffer.concat([JPEG_START, Buffer.from(text), JPEG_END]);
-  return createCachedImage({
-    key,
-    body,
-    contentType: 'image/jpeg',
-    sha256: sha256Hex(body),
-    fetchedAt,
-    picsumId: '7',
-    source: 'http://127.0.0.1/id/7/10/10.jpg',
-  });
-}
 
 describe(DiskStore.name, () => {
   let directory: string;
@@ -83,7 +68,7 @@ describe(DiskStore.name, () => {
   });
 
   it('loads what it saved, in a new store on the same directory', async () => {
-    const image = imageOf('1200x1200', 'first');
+    const image = cachedImageOf('1200x1200', 'first');
     await (await openStore()).save(image);
 
     const loaded = await (await openStore()).load('1200x1200');
@@ -97,9 +82,9 @@ describe(DiskStore.name, () => {
 
   it('replaces an entry and removes the body it replaced', async () => {
     const store = await openStore();
-    await store.save(imageOf('k', 'first'));
+    await store.save(cachedImageOf('k', 'first'));
 
-    await store.save(imageOf('k', 'second'));
+    await store.save(cachedImageOf('k', 'second'));
 
     expect((await store.load('k'))?.body.toString()).toContain('second');
     const bodies = (await readdir(directory)).filter((name) =>
@@ -110,7 +95,7 @@ describe(DiskStore.name, () => {
 
   it('discards an entry whose body does not match its checksum instead of serving it', async () => {
     const store = await openStore();
-    await store.save(imageOf('k', 'original'));
+    await store.save(cachedImageOf('k', 'original'));
     const [bodyFile] = (await readdir(directory)).filter((name) =>
       name.endsWith('.img'),
     );
@@ -125,7 +110,7 @@ describe(DiskStore.name, () => {
 
   it('discards an entry whose body was truncated', async () => {
     const store = await openStore();
-    await store.save(imageOf('k', 'a longer body that gets cut'));
+    await store.save(cachedImageOf('k', 'a longer body that gets cut'));
     const [bodyFile] = (await readdir(directory)).filter((name) =>
       name.endsWith('.img'),
     );
@@ -136,7 +121,7 @@ describe(DiskStore.name, () => {
   });
 
   it('discards metadata that is not valid JSON when it rebuilds its index', async () => {
-    await (await openStore()).save(imageOf('k', 'body'));
+    await (await openStore()).save(cachedImageOf('k', 'body'));
     const [metadataFile] = (await readdir(directory)).filter((name) =>
       name.endsWith('.meta.json'),
     );
@@ -152,11 +137,11 @@ describe(DiskStore.name, () => {
   it('keeps the directory within CACHE_DISK_MAX_SIZE, evicting the least recently used first', async () => {
     const store = await openStore(directory, budgetFor(3));
     for (const key of ['a', 'b', 'c']) {
-      await store.save(imageOf(key, key));
+      await store.save(cachedImageOf(key, key));
     }
     store.touch('a');
 
-    await store.save(imageOf('d', 'd'));
+    await store.save(cachedImageOf('d', 'd'));
 
     expect(['a', 'b', 'c', 'd'].filter((key) => store.has(key))).toEqual([
       'a',
@@ -182,7 +167,7 @@ describe(DiskStore.name, () => {
 
     await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        store.save(imageOf(`k${i}`, `${i}`)),
+        store.save(cachedImageOf(`k${i}`, `${i}`)),
       ),
     );
     saving = false;
@@ -196,9 +181,11 @@ describe(DiskStore.name, () => {
 
   it('refuses, storing nothing, an entry larger than the whole budget', async () => {
     const store = await openStore(directory, budgetFor(2));
-    await store.save(imageOf('small', 'small'));
+    await store.save(cachedImageOf('small', 'small'));
 
-    const stored = await store.save(imageOf('huge', 'x'.repeat(3 * ENTRY)));
+    const stored = await store.save(
+      cachedImageOf('huge', 'x'.repeat(3 * ENTRY)),
+    );
 
     expect(stored).toBe(false);
     expect(store.has('huge')).toBe(false);
@@ -209,13 +196,13 @@ describe(DiskStore.name, () => {
     const day = 24 * 3600 * 1000;
     const first = await openStore(directory, budgetFor(3));
     await first.save(
-      imageOf('newest', 'n', Date.parse('2026-01-03T00:00:00Z')),
+      cachedImageOf('newest', 'n', Date.parse('2026-01-03T00:00:00Z')),
     );
     await first.save(
-      imageOf('oldest', 'o', Date.parse('2026-01-01T00:00:00Z')),
+      cachedImageOf('oldest', 'o', Date.parse('2026-01-01T00:00:00Z')),
     );
     await first.save(
-      imageOf('middle', 'm', Date.parse('2026-01-02T00:00:00Z')),
+      cachedImageOf('middle', 'm', Date.parse('2026-01-02T00:00:00Z')),
     );
 
     const store = await openStore(directory, budgetFor(3));
@@ -227,7 +214,7 @@ describe(DiskStore.name, () => {
     ]);
     expect(store.usedBytes).toBe(3 * ENTRY);
     await store.save(
-      imageOf('new', 'x', Date.parse('2026-01-04T00:00:00Z') + day),
+      cachedImageOf('new', 'x', Date.parse('2026-01-04T00:00:00Z') + day),
     );
     expect(store.has('oldest')).toBe(false);
     expect(store.has('middle')).toBe(true);
@@ -241,7 +228,7 @@ describe(DiskStore.name, () => {
       ['c', 3],
     ] as const) {
       await first.save(
-        imageOf(key, key, Date.parse(`2026-01-0${day}T00:00:00Z`)),
+        cachedImageOf(key, key, Date.parse(`2026-01-0${day}T00:00:00Z`)),
       );
     }
 
@@ -253,8 +240,12 @@ describe(DiskStore.name, () => {
 
   it('removes the entries a predicate picks, files and all', async () => {
     const store = await openStore();
-    await store.save(imageOf('old', 'o', Date.parse('2026-01-01T00:00:00Z')));
-    await store.save(imageOf('new', 'n', Date.parse('2026-02-01T00:00:00Z')));
+    await store.save(
+      cachedImageOf('old', 'o', Date.parse('2026-01-01T00:00:00Z')),
+    );
+    await store.save(
+      cachedImageOf('new', 'n', Date.parse('2026-02-01T00:00:00Z')),
+    );
 
     const removed = await store.removeWhere(
       (metadata) => metadata.fetchedAt < '2026-01-15',
@@ -267,7 +258,7 @@ describe(DiskStore.name, () => {
   });
 
   it('sweeps what an interrupted write left behind at start and keeps complete entries', async () => {
-    await (await openStore()).save(imageOf('k', 'kept'));
+    await (await openStore()).save(cachedImageOf('k', 'kept'));
     await writeFile(join(directory, '.half-written.tmp'), 'partial');
     await writeFile(
       join(directory, '0123abcd.89ef.img'),
@@ -313,7 +304,7 @@ describe(DiskStore.name, () => {
     await store.status();
     await rm(directory, { recursive: true });
 
-    const saved = await store.save(imageOf('k', 'body'));
+    const saved = await store.save(cachedImageOf('k', 'body'));
 
     expect(saved).toBe(false);
     await expect(store.status()).resolves.toMatchObject({
@@ -323,7 +314,7 @@ describe(DiskStore.name, () => {
   });
 
   it('serves a stored image with the type its bytes have, not the type its metadata names', async () => {
-    await (await openStore()).save(imageOf('k', 'body'));
+    await (await openStore()).save(cachedImageOf('k', 'body'));
     const [metadataFile] = (await readdir(directory)).filter((name) =>
       name.endsWith('.meta.json'),
     );
@@ -345,7 +336,7 @@ describe(DiskStore.name, () => {
     const svg = Buffer.from('<x  ftypavif="1"><script>alert(1)</script></x>');
     await store.save(
       createCachedImage({
-        ...imageOf('k', ''),
+        ...cachedImageOf('k', ''),
         body: svg,
         sha256: sha256Hex(svg),
         contentType: 'image/svg+xml',
@@ -358,7 +349,7 @@ describe(DiskStore.name, () => {
 
   it('never follows a body that was replaced by a symbolic link, even to identical bytes', async () => {
     const store = await openStore();
-    const image = imageOf('k', 'linked');
+    const image = cachedImageOf('k', 'linked');
     await store.save(image);
     const bodyFile = await bodyFileOf();
     const elsewhere = await mkdtemp(join(tmpdir(), 'disk-store-elsewhere-'));
@@ -375,7 +366,7 @@ describe(DiskStore.name, () => {
 
   it('discards a body that is a FIFO at once instead of waiting on it', async () => {
     const store = await openStore();
-    await store.save(imageOf('k', 'fifo'));
+    await store.save(cachedImageOf('k', 'fifo'));
     const bodyFile = await bodyFileOf();
     await rm(bodyFile);
     execFileSync('mkfifo', [bodyFile]);
@@ -385,7 +376,7 @@ describe(DiskStore.name, () => {
   }, 10_000);
 
   it('starts past metadata that is a FIFO or a link, and a directory named like a leftover', async () => {
-    await (await openStore()).save(imageOf('k', 'kept'));
+    await (await openStore()).save(cachedImageOf('k', 'kept'));
     execFileSync('mkfifo', [join(directory, 'aaaa.meta.json')]);
     await symlink('/etc/passwd', join(directory, 'bbbb.meta.json'));
     await mkdir(join(directory, 'junk.tmp'));
@@ -398,8 +389,8 @@ describe(DiskStore.name, () => {
 
   it('reconciles its index with the directory: gone entries leave it, files no entry names go', async () => {
     const store = await openStore();
-    await store.save(imageOf('gone', 'gone'));
-    await store.save(imageOf('kept', 'kept'));
+    await store.save(cachedImageOf('gone', 'gone'));
+    await store.save(cachedImageOf('kept', 'kept'));
     const [goneMetadata] = (await readdir(directory)).filter((name) =>
       name.endsWith('.meta.json'),
     );

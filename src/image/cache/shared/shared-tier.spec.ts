@@ -1,42 +1,18 @@
 import { Logger } from '@nestjs/common';
 import { performance } from 'node:perf_hooks';
+import { cachedImageOf } from '../../../../test/support/cached-image-of';
 import { FakeClock } from '../../../../test/support/fake-clock';
 import {
   describeWithRedis,
   RedisServer,
 } from '../../../../test/support/redis-server';
-import {
-  type CachedImage,
-  createCachedImage,
-  sha256Hex,
-} from '../cached-image';
+import { createCachedImage, sha256Hex } from '../cached-image';
 import { RedisConnection } from './redis-connection';
 import { type Notice, type SharedLock, SharedTier } from './shared-tier';
 
 const COMMAND_TIMEOUT_MS = 300;
 const LOCK_TTL_MS = 400;
 const RETENTION_SECONDS = 60;
-
-function jpeg(text: string): Buffer {
-  return Buffer.concat([
-    Buffer.from([0xff, 0xd8, 0xff, 0xe0]),
-    Buffer.from(text),
-    Buffer.from([0xff, 0xd9]),
-  ]);
-}
-
-function imageOf(key: string, text: string, fetchedAt: number): CachedImage {
-  const body = jpeg(text);
-  return createCachedImage({
-    key,
-    body,
-    contentType: 'image/jpeg',
-    sha256: sha256Hex(body),
-    fetchedAt,
-    picsumId: '7',
-    source: 'http://127.0.0.1/id/7/10/10.jpg',
-  });
-}
 
 async function until(
   condition: () => boolean | Promise<boolean>,
@@ -108,7 +84,7 @@ describeWithRedis()(SharedTier.name, () => {
 
   it('stores an image and loads it back with its fetch time, checksum and headers', async () => {
     const { tier } = await openTier();
-    const image = imageOf('10x10', 'one', clock.now() - 5000);
+    const image = cachedImageOf('10x10', 'one', clock.now() - 5000);
 
     await expect(tier.save(image)).resolves.toBe(true);
     const loaded = await tier.load('10x10');
@@ -126,7 +102,7 @@ describeWithRedis()(SharedTier.name, () => {
       });
 
       await expect(
-        tier.save(imageOf('10x10', 'one', clock.now())),
+        tier.save(cachedImageOf('10x10', 'one', clock.now())),
       ).resolves.toBe(true);
     } finally {
       await guarded.stop();
@@ -135,7 +111,7 @@ describeWithRedis()(SharedTier.name, () => {
 
   it('lets Redis drop an entry after the TTL plus the stale window, counted from the fetch', async () => {
     const { tier } = await openTier();
-    await tier.save(imageOf('10x10', 'one', clock.now() - 20_000));
+    await tier.save(cachedImageOf('10x10', 'one', clock.now() - 20_000));
 
     const ttlMs = Number(await redis.cli('pttl', 'test:{10x10}:image'));
 
@@ -143,14 +119,14 @@ describeWithRedis()(SharedTier.name, () => {
     expect(ttlMs).toBeLessThanOrEqual(RETENTION_SECONDS * 1000 - 20_000);
     await expect(
       tier.save(
-        imageOf('20x20', 'old', clock.now() - RETENTION_SECONDS * 1000),
+        cachedImageOf('20x20', 'old', clock.now() - RETENTION_SECONDS * 1000),
       ),
     ).resolves.toBe(false);
   });
 
   it('keeps a variant entry and its lock under one hash tag, below the key prefix', async () => {
     const { tier } = await openTier({ keyPrefix: 'release-a:' });
-    await tier.save(imageOf('10x10-grayscale', 'one', clock.now()));
+    await tier.save(cachedImageOf('10x10-grayscale', 'one', clock.now()));
     await tier.lock('10x10-grayscale');
 
     const keys = (await redis.cli('--raw', 'keys', '*')).split('\n').sort();
@@ -169,7 +145,9 @@ describeWithRedis()(SharedTier.name, () => {
     async (_case, command, offset, bytes) => {
       const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation();
       const { tier } = await openTier();
-      await tier.save(imageOf('10x10', 'a longer body to damage', clock.now()));
+      await tier.save(
+        cachedImageOf('10x10', 'a longer body to damage', clock.now()),
+      );
       await redis.cli(command, 'test:{10x10}:image', offset, bytes);
 
       await expect(tier.load('10x10')).resolves.toBeUndefined();
@@ -187,7 +165,7 @@ describeWithRedis()(SharedTier.name, () => {
     const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>');
     await tier.save(
       createCachedImage({
-        ...imageOf('10x10', 'x', clock.now()),
+        ...cachedImageOf('10x10', 'x', clock.now()),
         body: svg,
         sha256: sha256Hex(svg),
       }),
@@ -231,7 +209,7 @@ describeWithRedis()(SharedTier.name, () => {
     const seenByStoring: Notice[] = [];
     other.onNotice((notice) => seenByOther.push(notice));
     storing.onNotice((notice) => seenByStoring.push(notice));
-    const image = imageOf('10x10', 'one', clock.now());
+    const image = cachedImageOf('10x10', 'one', clock.now());
     await until(async () =>
       (await redis.cli('pubsub', 'numsub', 'test:notices')).endsWith('2'),
     );
@@ -270,7 +248,7 @@ describeWithRedis()(SharedTier.name, () => {
     const error = jest.spyOn(Logger.prototype, 'error').mockImplementation();
     const log = jest.spyOn(Logger.prototype, 'log').mockImplementation();
     const { tier, connection } = await openTier();
-    await tier.save(imageOf('10x10', 'one', clock.now()));
+    await tier.save(cachedImageOf('10x10', 'one', clock.now()));
 
     redis.signal('SIGSTOP');
     try {
@@ -310,7 +288,7 @@ describeWithRedis()(SharedTier.name, () => {
     }
     await redis.restart();
     await until(() => connection.available, 5000);
-    const image = imageOf('10x10', 'back', clock.now());
+    const image = cachedImageOf('10x10', 'back', clock.now());
 
     expect(
       results.every(([loaded, ms]) => loaded === undefined && ms < 50),
