@@ -236,4 +236,27 @@ describe('the service process (dist/main.js)', () => {
       expect(service.output).not.toContain('Listening on');
     },
   );
+
+  it('refuses a malformed Redis URL without showing its password, and both Redis settings at once', async () => {
+    const malformed = ServiceProcess.spawn({
+      CACHE_DIR: cacheDir,
+      REDIS_URL: 'redis://app:s3cret@redis:6379/cache',
+    });
+    const both = ServiceProcess.spawn({
+      CACHE_DIR: cacheDir,
+      REDIS_URL: 'redis://redis:6379',
+      REDIS_CLUSTER_URLS: 'redis://node-0:6379',
+    });
+
+    const exits = await Promise.all([malformed.exited, both.exited]);
+
+    expect(exits.map((exit) => exit.code)).toEqual([1, 1]);
+    expect(malformed.output).toContain(
+      'REDIS_URL="redis://app:***@redis:6379/cache" is not allowed: expected redis://',
+    );
+    expect(malformed.output).not.toContain('s3cret');
+    expect(both.output).toContain(
+      'REDIS_URL and REDIS_CLUSTER_URLS are both set',
+    );
+  });
 });
