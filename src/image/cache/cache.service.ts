@@ -265,7 +265,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     }
     this.memory.save(image);
     this.failures.delete(key);
-    await this.disk.save(image);
+    void this.disk.save(image); // for the next restart; the image is served at once
     return image;
   }
 

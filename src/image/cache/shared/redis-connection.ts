@@ -69,9 +69,9 @@ export class RedisUnavailableError extends Error {
  * The connection to the Redis (standalone or cluster) of `REDIS_URL` / `REDIS_CLUSTER_URLS`.
  * Redis is an optimisation here, never a dependency: a command fails after
  * `REDIS_COMMAND_TIMEOUT_MS` at the latest, fails at once while the client is disconnected
- * (no offline queue), and after a timeout no command is sent for a second, so a hung Redis
- * costs one request in a second a wait, not every request. The client reconnects by itself;
- * an outage is logged when it starts and when it ends.
+ * (no offline queue), and after a timeout no command is sent for a second, so while Redis
+ * hangs at most one request a second waits for it. The client reconnects by itself; an
+ * outage is logged when it starts and when it ends.
  */
 @Injectable()
 export class RedisConnection implements OnModuleInit, OnModuleDestroy {
@@ -80,6 +80,8 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
   private client?: Client;
   private subscriber?: Client;
   private pausedUntil = -Infinity;
+  /** Why the last command failed, while no command has worked since. */
+  private lastFailure?: string;
   private closing = false;
 
   constructor(
@@ -114,10 +116,7 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
     if (this.client?.isReady !== true) {
       return 'not connected';
     }
-    if (performance.now() < this.pausedUntil) {
-      return `a command took longer than REDIS_COMMAND_TIMEOUT_MS (${this.config.commandTimeoutMs} ms)`;
-    }
-    return undefined;
+    return this.outage.failing ? this.lastFailure : undefined;
   }
 
   /**
@@ -164,7 +163,7 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
         reason = `no reply within REDIS_COMMAND_TIMEOUT_MS (${this.config.commandTimeoutMs} ms)`;
         this.pausedUntil = performance.now() + PAUSE_AFTER_TIMEOUT_MS;
       }
-      this.outage.failed(reason);
+      this.recordFailure(reason);
       throw new RedisUnavailableError(reason);
     }
   }
@@ -190,6 +189,11 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
       }
       await listening.subscribe(channel, listener);
     });
+  }
+
+  private recordFailure(reason: string): void {
+    this.lastFailure = reason;
+    this.outage.failed(reason);
   }
 
   private createClient(): Client {
@@ -245,7 +249,7 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
     }
     client.on('error', (error) => {
       if (!this.closing) {
-        this.outage.failed(errorMessage(error));
+        this.recordFailure(errorMessage(error));
       }
     });
     client.on('ready', () => {
@@ -273,7 +277,7 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
         await step();
         return true;
       } catch (error) {
-        this.outage.failed(errorMessage(error));
+        this.recordFailure(errorMessage(error));
         await new Promise((resolve) =>
           setTimeout(resolve, MAX_RECONNECT_DELAY_MS).unref(),
         );
