@@ -124,6 +124,20 @@ describeWithRedis()(SharedTier.name, () => {
     ).resolves.toBe(false);
   });
 
+  it('deletes an entry, or with fetchedBefore only one fetched before then', async () => {
+    const { tier } = await openTier();
+    const image = cachedImageOf('10x10', 'one', clock.now());
+    await tier.save(image);
+
+    await tier.delete('10x10', image.fetchedAt);
+    const kept = await tier.load('10x10');
+    await tier.delete('10x10', image.fetchedAt + 1);
+    const deleted = await tier.load('10x10');
+
+    expect(kept).toEqual(image);
+    expect(deleted).toBeUndefined();
+  });
+
   it('keeps a variant entry and its lock under one hash tag, below the key prefix', async () => {
     const { tier } = await openTier({ keyPrefix: 'release-a:' });
     await tier.save(cachedImageOf('10x10-grayscale', 'one', clock.now()));
