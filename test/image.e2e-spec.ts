@@ -186,6 +186,85 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
     });
   });
 
+  describe('Cache-Status (RFC 9211)', () => {
+    const cacheStatus = async (path = '/image', status = 200) =>
+      (await request(http).get(path).expect(status)).headers['cache-status'];
+
+    it('says uri-miss on a cold cache, then a memory hit with the seconds left', async () => {
+      const miss = await cacheStatus();
+      service.clock.advanceSeconds(60);
+      const hit = await cacheStatus();
+
+      expect(miss).toBe('image-cache; fwd=uri-miss; fwd-status=200; stored');
+      expect(hit).toBe(
+        `image-cache; hit; ttl=${TTL_SECONDS - 60}; detail=memory`,
+      );
+    });
+
+    it('says a disk hit when the memory tier is off, and a stale refetch after the TTL', async () => {
+      await service.close();
+      await start({ CACHE_MEMORY_MAX_SIZE: '0' });
+      await cacheStatus();
+
+      const fromDisk = await cacheStatus();
+      service.clock.advanceSeconds(TTL_SECONDS);
+      const refetched = await cacheStatus();
+
+      expect(fromDisk).toBe(
+        `image-cache; hit; ttl=${TTL_SECONDS}; detail=disk`,
+      );
+      expect(refetched).toBe('image-cache; fwd=stale; fwd-status=200; stored');
+    });
+
+    it('marks the requests of a stampede that waited for the fetch as collapsed', async () => {
+      upstream.delayMs = 200;
+      const url = `${await service.app.getUrl()}/image`;
+
+      const responses = await Promise.all(
+        Array.from({ length: 10 }, () => fetch(url)),
+      );
+      await Promise.all(responses.map((response) => response.arrayBuffer()));
+      const values = responses.map((response) =>
+        response.headers.get('cache-status'),
+      );
+
+      expect(values.sort()).toEqual([
+        'image-cache; fwd=uri-miss; fwd-status=200; stored',
+        ...Array.from(
+          { length: 9 },
+          () => 'image-cache; fwd=uri-miss; fwd-status=200; stored; collapsed',
+        ),
+      ]);
+    });
+
+    it('says stale-if-error with the failed status, then upstream-failing inside the retry window', async () => {
+      await cacheStatus();
+      service.clock.advanceSeconds(TTL_SECONDS + 5);
+      upstream.mode = 'server-error';
+
+      const failedNow = await cacheStatus();
+      service.clock.advanceSeconds(1);
+      const withinWindow = await cacheStatus();
+
+      expect(failedNow).toBe('image-cache; fwd=stale; fwd-status=502; ttl=-5');
+      expect(withinWindow).toBe(
+        'image-cache; hit; ttl=-6; detail=upstream-failing',
+      );
+    });
+
+    it('says uri-miss with the status when there is nothing to serve, and 504 for a timeout', async () => {
+      upstream.mode = 'server-error';
+      const failed = await cacheStatus('/image', 502);
+      await service.close();
+      await start({ UPSTREAM_TIMEOUT_MS: '300' });
+      upstream.mode = 'hang';
+      const timedOut = await cacheStatus('/image', 504);
+
+      expect(failed).toBe('image-cache; fwd=uri-miss; fwd-status=502');
+      expect(timedOut).toBe('image-cache; fwd=uri-miss; fwd-status=504');
+    });
+  });
+
   describe('scenario 7, stampede', () => {
     it('makes exactly one upstream fetch for 100 concurrent requests on a cold cache', async () => {
       upstream.delayMs = 200;

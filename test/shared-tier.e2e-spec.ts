@@ -16,6 +16,7 @@ const COMMAND_TIMEOUT_MS = 300;
 interface Reply {
   readonly status: number;
   readonly etag: string | null;
+  readonly cacheStatus?: string | null;
   readonly ms: number;
 }
 
@@ -34,6 +35,7 @@ async function get(url: string): Promise<Reply> {
     return {
       status: response.status,
       etag: response.headers.get('etag'),
+      cacheStatus: response.headers.get('cache-status'),
       ms: performance.now() - started,
     };
   } catch {
@@ -174,6 +176,9 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
     const reply = await get(`${fourth.url}/image`);
 
     expect(reply).toMatchObject({ status: 200, etag });
+    expect(reply.cacheStatus).toMatch(
+      /^image-cache; hit; ttl=[0-2]; detail=shared$/,
+    );
     expect(upstream.fetches).toBe(2);
   });
 

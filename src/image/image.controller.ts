@@ -3,11 +3,13 @@ import {
   Get,
   Header,
   Headers,
+  HttpException,
   NotFoundException,
   Query,
   Res,
 } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
+import { cacheStatusOf, cacheStatusOfError } from './cache/cache-outcome';
 import { CacheService } from './cache/cache.service';
 import { ifNoneMatchMatches } from './conditional-request';
 import type { ImageInfo } from './image-info';
@@ -39,9 +41,15 @@ export class ImageController {
       if (error instanceof UpstreamBusyException) {
         void reply.header('retry-after', String(error.retryAfterSeconds));
       }
+      if (error instanceof HttpException) {
+        void reply.header(
+          'cache-status',
+          cacheStatusOfError(error.getStatus()),
+        );
+      }
       throw error;
     }
-    const { image, status } = lookup;
+    const { image, status, outcome } = lookup;
     const freshness = this.cache.freshness(image);
     // A cache downstream counts freshness as max-age minus Age, so max-age carries the whole
     // lifetime and Age the time already spent; a stale image must not be reused at all.
@@ -50,6 +58,10 @@ export class ImageController {
       'cache-control': `public, max-age=${maxAge}`,
       age: String(freshness.ageSeconds),
       'x-cache': status,
+      'cache-status': cacheStatusOf(
+        outcome,
+        freshness.ttlSeconds - freshness.ageSeconds,
+      ),
       'content-security-policy': IMAGE_CONTENT_SECURITY_POLICY,
     });
     if (ifNoneMatchMatches(ifNoneMatch, image.etag)) {

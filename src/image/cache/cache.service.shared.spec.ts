@@ -152,6 +152,8 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
     const fromMemory = await second.getImage(SIZE);
 
     expect(shared.status).toBe('HIT');
+    expect(shared.outcome).toEqual({ kind: 'hit', tier: 'shared' });
+    expect(fromMemory.outcome).toEqual({ kind: 'hit', tier: 'memory' });
     expect(shared.image.etag).toBe(fetched.image.etag);
     expect(shared.image.fetchedAt).toBe(fetched.image.fetchedAt);
     expect(second.freshness(shared.image).ageSeconds).toBe(100);
@@ -176,6 +178,17 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
 
     expect(fetchImage).toHaveBeenCalledTimes(1);
     expect(new Set(lookups.map(({ image }) => image.etag)).size).toBe(1);
+    // One request fetched; the other 14 waited, on its replica or on another.
+    expect(
+      lookups.filter(
+        ({ outcome }) => outcome.kind === 'fetched' && !outcome.collapsed,
+      ),
+    ).toHaveLength(1);
+    expect(
+      lookups.filter(
+        ({ outcome }) => outcome.kind === 'fetched' && outcome.collapsed,
+      ),
+    ).toHaveLength(14);
   });
 
   it('drops a fresh local copy when another replica stores a newer image, and serves that one', async () => {
@@ -202,6 +215,8 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
     expect(taken).toEqual({
       status: 'HIT',
       image: expect.objectContaining({ etag: renewed.image.etag }) as unknown,
+      // peek() above found it in the shared tier and copied it into memory.
+      outcome: { kind: 'hit', tier: 'memory' },
     });
     expect(fetchImage).toHaveBeenCalledTimes(2);
   });

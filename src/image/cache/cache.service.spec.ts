@@ -137,7 +137,11 @@ describe(CacheService.name, () => {
 
     const second = await service.getImage(SIZE);
 
-    expect(second).toEqual({ image: first.image, status: 'HIT' });
+    expect(second).toEqual({
+      image: first.image,
+      status: 'HIT',
+      outcome: { kind: 'hit', tier: 'memory' },
+    });
     expect(fetchImage).toHaveBeenCalledTimes(1);
   });
 
@@ -180,7 +184,11 @@ describe(CacheService.name, () => {
       '1200x1200.webp',
     ]);
     expect(fetchImage.mock.calls).toEqual([[SIZE], [gray], [webp]]);
-    expect(again).toEqual({ image: images[1], status: 'HIT' });
+    expect(again).toEqual({
+      image: images[1],
+      status: 'HIT',
+      outcome: { kind: 'hit', tier: 'memory' },
+    });
   });
 
   it('serves what a previous process stored, measuring freshness from its original fetch', async () => {

@@ -22,6 +22,7 @@ import {
   sha256Hex,
 } from './cached-image';
 import { Clock } from './clock';
+import type { CacheOutcome } from './cache-outcome';
 import type { CacheTier, TierName } from './cache-tier';
 import { DiskStore, type StoredMetadata } from './disk-store';
 import { type ImageVariant, variantKey } from '../image-variant';
@@ -34,6 +35,7 @@ import { UpstreamLimiter } from '../upstream/upstream-limiter';
 
 /** Failed fetches remembered at once, so that varying the variant cannot grow memory without bound. */
 const MAX_REMEMBERED_FAILURES = 10_000;
+const MEMORY_HIT: CacheOutcome = { kind: 'hit', tier: 'memory' };
 /** How often a replica waiting for another's fetch checks whether the lock is free, should a notice be lost. */
 const LOCK_POLL_MS = 100;
 
@@ -56,6 +58,12 @@ interface Found {
   readonly tier: TierName;
 }
 
+/** A new image, and whether another replica fetched it while this one waited. */
+interface Fetched {
+  readonly image: CachedImage;
+  readonly byAnotherReplica: boolean;
+}
+
 /**
  * Decides for each request whether the cached image of its variant is served, replaced by a
  * new fetch, or served stale because the upstream failed. Tiers hold the images, asked in
@@ -73,7 +81,7 @@ interface Found {
 export class CacheService implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(CacheService.name);
   private readonly loads = new SingleFlight<CachedImage | undefined>();
-  private readonly fetches = new SingleFlight<CachedImage>();
+  private readonly fetches = new SingleFlight<Fetched>();
   private readonly failures: LRUCache<string, UpstreamFailure>;
   /** The tiers below memory, in the order they are asked. */
   private readonly lowerTiers: readonly CacheTier[];
@@ -132,29 +140,49 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     const inMemory = this.memory.load(key);
     if (inMemory && !this.freshness(inMemory).stale) {
       this.disk.touch(key);
-      return { image: inMemory, status: 'HIT' };
+      return { image: inMemory, status: 'HIT', outcome: MEMORY_HIT };
     }
     const failure = this.recentFailure(key);
     // While the upstream fails for this variant, an expired image in memory is served as it
     // is: no tier below holds a newer one, unless another replica stored it, and its notice
     // removed this copy and the failure.
-    const cached =
+    const found =
       failure && inMemory
-        ? inMemory
-        : (await this.lookBelowMemory(key, inMemory))?.image;
-    if (cached && !this.freshness(cached).stale) {
-      return { image: cached, status: 'HIT' };
+        ? { image: inMemory, tier: 'memory' as const }
+        : await this.lookBelowMemory(key, inMemory);
+    const cached = found?.image;
+    if (found && !this.freshness(found.image).stale) {
+      return {
+        image: found.image,
+        status: 'HIT',
+        outcome: { kind: 'hit', tier: found.tier },
+      };
     }
     if (failure) {
-      return this.serveStaleOr(cached, failure.error);
+      return this.serveStaleOr(cached, failure.error, {
+        kind: 'stale-while-failing',
+      });
     }
+    const joined = this.fetches.isRunning(key);
     try {
-      const image = await this.fetches.run(key, () =>
+      const { image, byAnotherReplica } = await this.fetches.run(key, () =>
         this.fetchOnce(key, variant),
       );
-      return { image, status: 'MISS' };
+      return {
+        image,
+        status: 'MISS',
+        outcome: {
+          kind: 'fetched',
+          forward: cached ? 'stale' : 'uri-miss',
+          collapsed: joined || byAnotherReplica,
+        },
+      };
     } catch (error) {
-      return this.serveStaleOr(cached, toHttpException(error));
+      const httpError = toHttpException(error);
+      return this.serveStaleOr(cached, httpError, {
+        kind: 'stale-on-error',
+        status: httpError.getStatus(),
+      });
     }
   }
 
@@ -220,21 +248,21 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   private async fetchOnce(
     key: string,
     variant: ImageVariant,
-  ): Promise<CachedImage> {
+  ): Promise<Fetched> {
     const waitMs = this.sharedCache.lockTtlMs + this.upstream.timeoutMs;
     const giveUpAt = performance.now() + waitMs;
     for (;;) {
       const lock = await this.shared.lock(key);
       if (lock === 'unavailable') {
-        return this.fetchAndStore(key, variant);
+        return this.fetchHere(key, variant);
       }
       if (lock !== 'held') {
         try {
           // The holder before this one may have stored an image since it was looked up.
-          return (
-            (await this.freshFromShared(key)) ??
-            (await this.fetchAndStore(key, variant))
-          );
+          const stored = await this.freshFromShared(key);
+          return stored
+            ? { image: stored, byAnotherReplica: true }
+            : await this.fetchHere(key, variant);
         } finally {
           await this.shared.unlock(lock);
         }
@@ -246,7 +274,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         }
         const stored = await this.freshFromShared(key);
         if (stored) {
-          return stored;
+          return { image: stored, byAnotherReplica: true };
         }
       }
       if (performance.now() >= giveUpAt) {
@@ -255,6 +283,16 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         );
       }
     }
+  }
+
+  private async fetchHere(
+    key: string,
+    variant: ImageVariant,
+  ): Promise<Fetched> {
+    return {
+      image: await this.fetchAndStore(key, variant),
+      byAnotherReplica: false,
+    };
   }
 
   /** The shared tier's image for `key` if it is fresh, copied into the local tiers. */
@@ -385,9 +423,10 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   private serveStaleOr(
     cached: CachedImage | undefined,
     error: HttpException,
+    outcome: CacheOutcome,
   ): CacheLookup {
     if (cached && this.isWithinStaleWindow(cached)) {
-      return { image: cached, status: 'STALE' };
+      return { image: cached, status: 'STALE', outcome };
     }
     throw error;
   }

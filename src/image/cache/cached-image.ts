@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { CacheOutcome } from './cache-outcome';
 import { CONTENT_TYPES, detectImageFormat } from '../upstream/image-signature';
 import { isValidPicsumId } from '../upstream/picsum.client';
 
@@ -32,6 +33,8 @@ export type CacheStatus = 'HIT' | 'MISS' | 'STALE';
 export interface CacheLookup {
   readonly image: CachedImage;
   readonly status: CacheStatus;
+  /** What the cache did, for `Cache-Status`. */
+  readonly outcome: CacheOutcome;
 }
 
 /** Builds the in-memory entry, deriving what is served from the stored facts once. */
