@@ -36,6 +36,30 @@ export function describeWithRedis(): jest.Describe {
 }
 
 /**
+ * One `RedisServer` for the calling test file, started before its first test and stopped after
+ * its last; each test begins with it running and empty. Call inside a `describe`.
+ */
+export function useRedisServer(): () => RedisServer {
+  let server: RedisServer | undefined;
+  beforeAll(async () => {
+    server = await RedisServer.start();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  beforeEach(async () => {
+    await running().reset();
+  });
+  function running(): RedisServer {
+    if (!server) {
+      throw new Error('redis-server has not started yet');
+    }
+    return server;
+  }
+  return running;
+}
+
+/**
  * A real `redis-server` of its own, on a free port on 127.0.0.1, without persistence, for one
  * test file. It can be killed, hung (SIGSTOP) and started again on the same port.
  */
@@ -120,6 +144,15 @@ export class RedisServer {
   async stop(): Promise<void> {
     await this.kill();
     rmSync(this.directory, { recursive: true, force: true });
+  }
+
+  /** Leaves the server running (resumed, or started again if a test killed it) and empty. */
+  async reset(): Promise<void> {
+    this.signal('SIGCONT');
+    if ((await this.cli('ping').catch(() => '')) !== 'PONG') {
+      await this.restart();
+    }
+    await this.cli('flushall');
   }
 
   private answers(): Promise<boolean> {

@@ -5,6 +5,7 @@ import {
 } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { FakeClock } from '../../../test/support/fake-clock';
+import { DEFAULT_VARIANT } from '../../../test/support/variants';
 import { cacheConfig } from '../../config/cache.config';
 import { sharedCacheConfig } from '../../config/shared-cache.config';
 import { upstreamConfig } from '../../config/upstream.config';
@@ -13,19 +14,11 @@ import { SharedTier } from './shared/shared-tier';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';
 import { DiskStore, type StoredMetadata } from './disk-store';
-import type { ImageVariant } from '../image-variant';
 import { MemoryTier } from './memory-tier';
 import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
 import { UpstreamLimiter } from '../upstream/upstream-limiter';
 
-const SIZE: ImageVariant = {
-  width: 1200,
-  height: 1200,
-  grayscale: false,
-  blur: 0,
-  format: 'jpg',
-};
 const TTL_SECONDS = 600;
 const RETRY_AFTER_SECONDS = 10;
 
@@ -122,7 +115,7 @@ describe(CacheService.name, () => {
   });
 
   it('fetches, stores and serves on a cold cache', async () => {
-    const { image, status } = await service.getImage(SIZE);
+    const { image, status } = await service.getImage(DEFAULT_VARIANT);
 
     expect(status).toBe('MISS');
     expect(image.picsumId).toBe('1');
@@ -132,10 +125,10 @@ describe(CacheService.name, () => {
   });
 
   it('serves from the cache within the TTL without calling the upstream', async () => {
-    const first = await service.getImage(SIZE);
+    const first = await service.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(TTL_SECONDS - 1);
 
-    const second = await service.getImage(SIZE);
+    const second = await service.getImage(DEFAULT_VARIANT);
 
     expect(second).toEqual({
       image: first.image,
@@ -146,10 +139,10 @@ describe(CacheService.name, () => {
   });
 
   it('fetches a new image once the TTL has passed', async () => {
-    await service.getImage(SIZE);
+    await service.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(TTL_SECONDS);
 
-    const { image, status } = await service.getImage(SIZE);
+    const { image, status } = await service.getImage(DEFAULT_VARIANT);
 
     expect(status).toBe('MISS');
     expect(image.picsumId).toBe('2');
@@ -157,10 +150,10 @@ describe(CacheService.name, () => {
   });
 
   it('serves hits from memory, touching the disk index but never reading the disk', async () => {
-    await service.getImage(SIZE);
+    await service.getImage(DEFAULT_VARIANT);
     disk.load.mockClear();
 
-    const { status } = await service.getImage(SIZE);
+    const { status } = await service.getImage(DEFAULT_VARIANT);
 
     expect(status).toBe('HIT');
     expect(disk.load).not.toHaveBeenCalled();
@@ -168,11 +161,11 @@ describe(CacheService.name, () => {
   });
 
   it('keeps variants apart: one entry, one fetch and one key each', async () => {
-    const gray = { ...SIZE, grayscale: true };
-    const webp = { ...SIZE, format: 'webp' as const };
+    const gray = { ...DEFAULT_VARIANT, grayscale: true };
+    const webp = { ...DEFAULT_VARIANT, format: 'webp' as const };
 
     const images = [
-      (await service.getImage(SIZE)).image,
+      (await service.getImage(DEFAULT_VARIANT)).image,
       (await service.getImage(gray)).image,
       (await service.getImage(webp)).image,
     ];
@@ -183,7 +176,7 @@ describe(CacheService.name, () => {
       '1200x1200-grayscale',
       '1200x1200.webp',
     ]);
-    expect(fetchImage.mock.calls).toEqual([[SIZE], [gray], [webp]]);
+    expect(fetchImage.mock.calls).toEqual([[DEFAULT_VARIANT], [gray], [webp]]);
     expect(again).toEqual({
       image: images[1],
       status: 'HIT',
@@ -192,12 +185,12 @@ describe(CacheService.name, () => {
   });
 
   it('serves what a previous process stored, measuring freshness from its original fetch', async () => {
-    const stored = (await service.getImage(SIZE)).image;
+    const stored = (await service.getImage(DEFAULT_VARIANT)).image;
     disk.load.mockResolvedValue(stored);
     const restarted = await createService();
     clock.advanceSeconds(100);
 
-    const { image, status } = await restarted.getImage(SIZE);
+    const { image, status } = await restarted.getImage(DEFAULT_VARIANT);
 
     expect(status).toBe('HIT');
     expect(image).toBe(stored);
@@ -206,17 +199,17 @@ describe(CacheService.name, () => {
   });
 
   it('promotes a disk hit into memory with the freshness it had left, not a new TTL', async () => {
-    const stored = (await service.getImage(SIZE)).image;
+    const stored = (await service.getImage(DEFAULT_VARIANT)).image;
     disk.load.mockResolvedValue(stored);
     const restarted = await createService();
     clock.advanceSeconds(TTL_SECONDS - 100);
     disk.load.mockClear();
 
-    const promoted = await restarted.getImage(SIZE);
+    const promoted = await restarted.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(99);
-    const stillFresh = await restarted.getImage(SIZE);
+    const stillFresh = await restarted.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(1);
-    const expired = await restarted.getImage(SIZE);
+    const expired = await restarted.getImage(DEFAULT_VARIANT);
 
     expect(promoted.status).toBe('HIT');
     expect(stillFresh.status).toBe('HIT');
@@ -225,25 +218,28 @@ describe(CacheService.name, () => {
   });
 
   it('does not read the disk past an expired image in memory, which is never older', async () => {
-    await service.getImage(SIZE);
+    await service.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(TTL_SECONDS);
     disk.load.mockClear();
 
-    const { status } = await service.getImage(SIZE);
+    const { status } = await service.getImage(DEFAULT_VARIANT);
 
     expect(status).toBe('MISS');
     expect(disk.load).not.toHaveBeenCalled();
   });
 
   it('reads the disk only once per key', async () => {
-    const stored = (await service.getImage(SIZE)).image;
+    const stored = (await service.getImage(DEFAULT_VARIANT)).image;
     disk.load.mockResolvedValue(stored);
     service = await createService();
     disk.load.mockClear();
 
-    await Promise.all([service.peek(SIZE), service.peek(SIZE)]);
-    await service.getImage(SIZE);
-    await service.peek(SIZE);
+    await Promise.all([
+      service.peek(DEFAULT_VARIANT),
+      service.peek(DEFAULT_VARIANT),
+    ]);
+    await service.getImage(DEFAULT_VARIANT);
+    await service.peek(DEFAULT_VARIANT);
 
     expect(disk.load).toHaveBeenCalledTimes(1);
   });
@@ -252,20 +248,20 @@ describe(CacheService.name, () => {
     // DiskStore.load answers undefined for a corrupt entry after removing it.
     disk.load.mockResolvedValue(undefined);
 
-    const { status } = await service.getImage(SIZE);
+    const { status } = await service.getImage(DEFAULT_VARIANT);
 
     expect(status).toBe('MISS');
     expect(fetchImage).toHaveBeenCalledTimes(1);
   });
 
   it('serves the stale image when the upstream fails after expiry', async () => {
-    const first = await service.getImage(SIZE);
+    const first = await service.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(TTL_SECONDS + 1);
     fetchImage.mockRejectedValueOnce(
       new BadGatewayException('Upstream answered 503'),
     );
 
-    const { image, status } = await service.getImage(SIZE);
+    const { image, status } = await service.getImage(DEFAULT_VARIANT);
 
     expect(status).toBe('STALE');
     expect(image).toBe(first.image);
@@ -273,15 +269,15 @@ describe(CacheService.name, () => {
   });
 
   it('does not call a failing upstream again within UPSTREAM_RETRY_AFTER_SECONDS, then does', async () => {
-    await service.getImage(SIZE);
+    await service.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(TTL_SECONDS + 1);
     fetchImage.mockRejectedValueOnce(new GatewayTimeoutException('slow'));
-    await service.getImage(SIZE);
+    await service.getImage(DEFAULT_VARIANT);
 
     clock.advanceSeconds(RETRY_AFTER_SECONDS - 1);
-    const during = await service.getImage(SIZE);
+    const during = await service.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(1);
-    const after = await service.getImage(SIZE);
+    const after = await service.getImage(DEFAULT_VARIANT);
 
     expect(during.status).toBe('STALE');
     expect(after.status).toBe('MISS');
@@ -290,15 +286,15 @@ describe(CacheService.name, () => {
 
   it('bounds stale serving by CACHE_STALE_IF_ERROR_SECONDS', async () => {
     service = await createService(60);
-    await service.getImage(SIZE);
+    await service.getImage(DEFAULT_VARIANT);
     fetchImage.mockRejectedValue(
       new BadGatewayException('Upstream answered 503'),
     );
 
     clock.advanceSeconds(TTL_SECONDS + 59);
-    const within = await service.getImage(SIZE);
+    const within = await service.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(RETRY_AFTER_SECONDS + 1);
-    const beyond = service.getImage(SIZE);
+    const beyond = service.getImage(DEFAULT_VARIANT);
 
     expect(within.status).toBe('STALE');
     await expect(beyond).rejects.toThrow('Upstream answered 503');
@@ -309,10 +305,10 @@ describe(CacheService.name, () => {
       new GatewayTimeoutException('Upstream did not answer'),
     );
 
-    await expect(service.getImage(SIZE)).rejects.toThrow(
+    await expect(service.getImage(DEFAULT_VARIANT)).rejects.toThrow(
       GatewayTimeoutException,
     );
-    await expect(service.getImage(SIZE)).rejects.toThrow(
+    await expect(service.getImage(DEFAULT_VARIANT)).rejects.toThrow(
       GatewayTimeoutException,
     );
 
@@ -328,7 +324,7 @@ describe(CacheService.name, () => {
     );
 
     const requests = Array.from({ length: 20 }, () =>
-      service.getImage(SIZE).catch((error: Error) => error),
+      service.getImage(DEFAULT_VARIANT).catch((error: Error) => error),
     );
     const results = await Promise.all(requests);
 
@@ -343,7 +339,9 @@ describe(CacheService.name, () => {
   it('turns an unexpected error into a 502 rather than a 500', async () => {
     fetchImage.mockRejectedValue(new TypeError('boom'));
 
-    await expect(service.getImage(SIZE)).rejects.toThrow(BadGatewayException);
+    await expect(service.getImage(DEFAULT_VARIANT)).rejects.toThrow(
+      BadGatewayException,
+    );
   });
 
   it('makes exactly one upstream call for concurrent requests on a cold cache', async () => {
@@ -355,7 +353,9 @@ describe(CacheService.name, () => {
         ),
     );
 
-    const requests = Array.from({ length: 50 }, () => service.getImage(SIZE));
+    const requests = Array.from({ length: 50 }, () =>
+      service.getImage(DEFAULT_VARIANT),
+    );
     await new Promise((resolve) => setImmediate(resolve));
     release();
     const results = await Promise.all(requests);
@@ -367,8 +367,8 @@ describe(CacheService.name, () => {
   it('serves the fetched image from memory when the disk does not store it', async () => {
     disk.save.mockResolvedValue(false);
 
-    const first = await service.getImage(SIZE);
-    const second = await service.getImage(SIZE);
+    const first = await service.getImage(DEFAULT_VARIANT);
+    const second = await service.getImage(DEFAULT_VARIANT);
 
     expect(first.status).toBe('MISS');
     expect(second.status).toBe('HIT');
@@ -389,13 +389,13 @@ describe(CacheService.name, () => {
   });
 
   it('never fetches for peek', async () => {
-    await expect(service.peek(SIZE)).resolves.toBeUndefined();
+    await expect(service.peek(DEFAULT_VARIANT)).resolves.toBeUndefined();
 
     expect(fetchImage).not.toHaveBeenCalled();
   });
 
   it('reports freshness the way HTTP caching headers need it', async () => {
-    const { image } = await service.getImage(SIZE);
+    const { image } = await service.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(42.7);
 
     const freshness = service.freshness(image);
@@ -421,10 +421,12 @@ describe(CacheService.name, () => {
         ),
     );
 
-    const running = [1, 2].map((width) => service.getImage({ ...SIZE, width }));
-    const refused = service.getImage({ ...SIZE, width: 3 });
+    const running = [1, 2].map((width) =>
+      service.getImage({ ...DEFAULT_VARIANT, width }),
+    );
+    const refused = service.getImage({ ...DEFAULT_VARIANT, width: 3 });
     await expect(refused).rejects.toThrow(UpstreamBusyException);
-    const queued = service.getImage({ ...SIZE, width: 4 });
+    const queued = service.getImage({ ...DEFAULT_VARIANT, width: 4 });
     releases[0]();
     releases.splice(0, 1);
     await new Promise((resolve) => setTimeout(resolve, 10));
@@ -440,7 +442,7 @@ describe(CacheService.name, () => {
       maxConcurrency: 1,
       queueTimeoutMs: 20,
     });
-    await service.getImage(SIZE);
+    await service.getImage(DEFAULT_VARIANT);
     let release!: () => void;
     fetchImage.mockImplementationOnce(
       () =>
@@ -448,26 +450,26 @@ describe(CacheService.name, () => {
           (resolve) => (release = () => resolve(upstreamImage(9))),
         ),
     );
-    const slow = service.getImage({ ...SIZE, width: 10 });
+    const slow = service.getImage({ ...DEFAULT_VARIANT, width: 10 });
 
-    await expect(service.getImage(SIZE)).resolves.toMatchObject({
+    await expect(service.getImage(DEFAULT_VARIANT)).resolves.toMatchObject({
       status: 'HIT',
     });
-    await expect(service.getImage({ ...SIZE, width: 11 })).rejects.toThrow(
-      UpstreamBusyException,
-    );
+    await expect(
+      service.getImage({ ...DEFAULT_VARIANT, width: 11 }),
+    ).rejects.toThrow(UpstreamBusyException);
     release();
     await slow;
     await expect(
-      service.getImage({ ...SIZE, width: 11 }),
+      service.getImage({ ...DEFAULT_VARIANT, width: 11 }),
     ).resolves.toMatchObject({ status: 'MISS' });
   });
 
   it('removes entries past their TTL and stale window from both tiers', async () => {
     service = await createService(60);
-    const old = (await service.getImage(SIZE)).image;
+    const old = (await service.getImage(DEFAULT_VARIANT)).image;
     clock.advanceSeconds(TTL_SECONDS);
-    await service.getImage({ ...SIZE, width: 2 });
+    await service.getImage({ ...DEFAULT_VARIANT, width: 2 });
     clock.advanceSeconds(60);
 
     await service.removeExpired();
@@ -481,17 +483,19 @@ describe(CacheService.name, () => {
     expect(isExpired({ fetchedAt: new Date(clock.now()).toISOString() })).toBe(
       false,
     );
-    await expect(service.peek(SIZE)).resolves.toBeUndefined();
-    await expect(service.peek({ ...SIZE, width: 2 })).resolves.toBeDefined();
+    await expect(service.peek(DEFAULT_VARIANT)).resolves.toBeUndefined();
+    await expect(
+      service.peek({ ...DEFAULT_VARIANT, width: 2 }),
+    ).resolves.toBeDefined();
   });
 
   it('keeps expired entries while no stale window bounds them: they may still be served', async () => {
-    await service.getImage(SIZE);
+    await service.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(TTL_SECONDS * 10);
 
     await expect(service.removeExpired()).resolves.toBe(0);
 
     expect(disk.removeWhere).not.toHaveBeenCalled();
-    await expect(service.peek(SIZE)).resolves.toBeDefined();
+    await expect(service.peek(DEFAULT_VARIANT)).resolves.toBeDefined();
   });
 });
