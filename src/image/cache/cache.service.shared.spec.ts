@@ -3,14 +3,14 @@ import { Test, type TestingModule } from '@nestjs/testing';
 import { performance } from 'node:perf_hooks';
 import { completeJpeg } from '../../../test/support/cached-image-of';
 import { FakeClock } from '../../../test/support/fake-clock';
+import { DEFAULT_VARIANT } from '../../../test/support/variants';
 import {
   describeWithRedis,
-  RedisServer,
+  useRedisServer,
 } from '../../../test/support/redis-server';
 import { cacheConfig } from '../../config/cache.config';
 import { sharedCacheConfig } from '../../config/shared-cache.config';
 import { upstreamConfig } from '../../config/upstream.config';
-import type { ImageVariant } from '../image-variant';
 import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
 import { UpstreamLimiter } from '../upstream/upstream-limiter';
 import { CacheService } from './cache.service';
@@ -20,13 +20,6 @@ import { MemoryTier } from './memory-tier';
 import { RedisConnection } from './shared/redis-connection';
 import { SharedTier } from './shared/shared-tier';
 
-const SIZE: ImageVariant = {
-  width: 1200,
-  height: 1200,
-  grayscale: false,
-  blur: 0,
-  format: 'jpg',
-};
 const TTL_SECONDS = 600;
 
 function upstreamImage(id: number): UpstreamImage {
@@ -44,7 +37,7 @@ function upstreamImage(id: number): UpstreamImage {
  * own class stood in for by an empty store; its own specs cover it.
  */
 describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
-  let redis: RedisServer;
+  const redis = useRedisServer();
   let clock: FakeClock;
   let fetchImage: jest.Mock<Promise<UpstreamImage>, []>;
   const modules: TestingModule[] = [];
@@ -91,9 +84,9 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
         {
           provide: sharedCacheConfig.KEY,
           useValue: {
-            urls: [redis.url],
+            urls: [redis().url],
             cluster: false,
-            displayName: redis.url,
+            displayName: redis().url,
             keyPrefix: 'spec:',
             commandTimeoutMs: 300,
             lockTtlMs: 3000,
@@ -108,7 +101,7 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
     // Notices reach a replica only once it listens.
     const deadline = performance.now() + 5000;
     while (
-      !(await redis.cli('pubsub', 'numsub', 'spec:notices')).endsWith(
+      !(await redis().cli('pubsub', 'numsub', 'spec:notices')).endsWith(
         String(subscribers),
       )
     ) {
@@ -120,19 +113,10 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
     return moduleRef.get(CacheService);
   }
 
-  beforeAll(async () => {
-    redis = await RedisServer.start();
-  });
-
-  afterAll(async () => {
-    await redis.stop();
-  });
-
-  beforeEach(async () => {
+  beforeEach(() => {
     clock = new FakeClock();
     let nextId = 1;
     fetchImage = jest.fn(() => Promise.resolve(upstreamImage(nextId++)));
-    await redis.cli('flushall');
   });
 
   afterEach(async () => {
@@ -145,11 +129,11 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
   it("serves another replica's image as a hit, with the freshness left since its fetch", async () => {
     const first = await startReplica();
     const second = await startReplica();
-    const fetched = await first.getImage(SIZE);
+    const fetched = await first.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(100);
 
-    const shared = await second.getImage(SIZE);
-    const fromMemory = await second.getImage(SIZE);
+    const shared = await second.getImage(DEFAULT_VARIANT);
+    const fromMemory = await second.getImage(DEFAULT_VARIANT);
 
     expect(shared.status).toBe('HIT');
     expect(shared.outcome).toEqual({ kind: 'hit', tier: 'shared' });
@@ -172,7 +156,7 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
 
     const lookups = await Promise.all(
       replicas.flatMap((replica) =>
-        Array.from({ length: 5 }, () => replica.getImage(SIZE)),
+        Array.from({ length: 5 }, () => replica.getImage(DEFAULT_VARIANT)),
       ),
     );
 
@@ -194,21 +178,21 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
   it('drops a fresh local copy when another replica stores a newer image, and serves that one', async () => {
     const first = await startReplica();
     const second = await startReplica();
-    const old = await second.getImage(SIZE);
+    const old = await second.getImage(DEFAULT_VARIANT);
     // Redis restarted empty: the first replica does not find the second's image there.
-    await redis.cli('flushall');
+    await redis().cli('flushall');
     clock.advanceSeconds(10);
 
-    const renewed = await first.getImage(SIZE);
+    const renewed = await first.getImage(DEFAULT_VARIANT);
     const deadline = performance.now() + 2000;
     // The notice travels through Redis: wait until the second replica has dropped its copy.
-    while ((await second.peek(SIZE))?.etag === old.image.etag) {
+    while ((await second.peek(DEFAULT_VARIANT))?.etag === old.image.etag) {
       if (performance.now() > deadline) {
         throw new Error('the older copy was not dropped');
       }
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    const taken = await second.getImage(SIZE);
+    const taken = await second.getImage(DEFAULT_VARIANT);
 
     expect(renewed.status).toBe('MISS');
     expect(renewed.image.etag).not.toBe(old.image.etag);
@@ -221,15 +205,38 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
     expect(fetchImage).toHaveBeenCalledTimes(2);
   });
 
+  it('does not ask the upstream again from a replica that takes the lock within the retry window of a failed fetch', async () => {
+    jest.spyOn(Logger.prototype, 'warn').mockImplementation();
+    const first = await startReplica();
+    const fetched = await first.getImage(DEFAULT_VARIANT);
+    clock.advanceSeconds(TTL_SECONDS + 60);
+    fetchImage.mockRejectedValue(new Error('connect ECONNREFUSED'));
+    const failed = await first.getImage(DEFAULT_VARIANT);
+    // Started after the failure's notice went out: only the record in Redis tells it.
+    const late = await startReplica();
+
+    const served = await late.getImage(DEFAULT_VARIANT);
+    const again = await late.getImage(DEFAULT_VARIANT);
+
+    expect(failed.status).toBe('STALE');
+    expect(served).toEqual({
+      status: 'STALE',
+      image: expect.objectContaining({ etag: fetched.image.etag }) as unknown,
+      outcome: { kind: 'stale-on-error', status: 502 },
+    });
+    expect(again.outcome).toEqual({ kind: 'stale-while-failing' });
+    expect(fetchImage).toHaveBeenCalledTimes(2);
+  });
+
   it('serves the shared stale copy from a new replica while the upstream fails', async () => {
     jest.spyOn(Logger.prototype, 'warn').mockImplementation();
     const first = await startReplica();
-    const fetched = await first.getImage(SIZE);
+    const fetched = await first.getImage(DEFAULT_VARIANT);
     clock.advanceSeconds(TTL_SECONDS + 60);
     fetchImage.mockRejectedValue(new Error('connect ECONNREFUSED'));
     const fresh = await startReplica();
 
-    const { image, status } = await fresh.getImage(SIZE);
+    const { image, status } = await fresh.getImage(DEFAULT_VARIANT);
 
     expect(status).toBe('STALE');
     expect(image.etag).toBe(fetched.image.etag);

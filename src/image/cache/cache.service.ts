@@ -230,12 +230,19 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     if (current && current.fetchedAt >= newest.image.fetchedAt) {
       return { image: current, tier: 'memory' };
     }
-    this.memory.save(newest.image);
-    if (newest.tier === 'shared') {
-      // Served at once; the disk copy is for the next restart and is not waited for.
-      void this.disk.save(newest.image);
-    }
+    this.keepLocally(newest.image, newest.tier);
     return newest;
+  }
+
+  /**
+   * Copies an image a lower tier held into the tiers above it. A shared image is served at
+   * once; its disk copy is for the next restart and is not waited for.
+   */
+  private keepLocally(image: CachedImage, from: TierName): void {
+    this.memory.save(image);
+    if (from === 'shared') {
+      void this.disk.save(image);
+    }
   }
 
   /**
@@ -258,8 +265,9 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       }
       if (lock !== 'held') {
         try {
-          // The holder before this one may have stored an image since it was looked up.
-          const stored = await this.freshFromShared(key);
+          // The holder before this one may have stored an image, or failed, since this
+          // replica looked.
+          const stored = await this.settledByAnotherReplica(key);
           return stored
             ? { image: stored, byAnotherReplica: true }
             : await this.fetchHere(key, variant);
@@ -301,10 +309,36 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     if (!image || this.freshness(image).stale) {
       return undefined;
     }
-    this.memory.save(image);
+    this.keepLocally(image, 'shared');
     this.failures.delete(key);
-    void this.disk.save(image); // for the next restart; the image is served at once
     return image;
+  }
+
+  /**
+   * What another replica's fetch of `key` left in the shared tier, asked by the replica that
+   * just took the lock: its fresh image (the entry's header is read first, so a stale body is
+   * never transferred), or its failure, which is thrown and remembered for the retry window.
+   */
+  private async settledByAnotherReplica(
+    key: string,
+  ): Promise<CachedImage | undefined> {
+    const fetchedAt = await this.shared.fetchedAt(key);
+    if (fetchedAt !== undefined && !this.isStale(fetchedAt)) {
+      const stored = await this.freshFromShared(key);
+      if (stored) {
+        return stored;
+      }
+    }
+    const failure = await this.shared.loadFailure(key);
+    if (!failure) {
+      return undefined;
+    }
+    const error = new HttpException(failure.message, failure.status);
+    this.failures.set(key, {
+      error,
+      retryAt: this.clock.now() + failure.retryAfterMs,
+    });
+    throw error;
   }
 
   /**
@@ -356,11 +390,15 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     const now = this.clock.now();
     const expiresAt = image.fetchedAt + this.cache.ttlSeconds * 1000;
     return {
-      stale: now >= expiresAt,
+      stale: this.isStale(image.fetchedAt),
       expiresAt,
       ageSeconds: Math.max(0, Math.floor((now - image.fetchedAt) / 1000)),
       ttlSeconds: this.cache.ttlSeconds,
     };
+  }
+
+  private isStale(fetchedAt: number): boolean {
+    return this.clock.now() >= fetchedAt + this.cache.ttlSeconds * 1000;
   }
 
   private async fetchAndStore(
@@ -377,7 +415,8 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       // Recorded here, inside the single flight, so one failed fetch is logged once however
       // many requests were waiting for it.
       const httpError = toHttpException(error);
-      this.recordFailure(key, httpError);
+      // Recorded before the lock is released, so the replica that takes it next knows.
+      await this.recordFailure(key, httpError);
       throw httpError;
     }
     const image = createCachedImage({
@@ -403,21 +442,24 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     return failure && this.clock.now() < failure.retryAt ? failure : undefined;
   }
 
-  private recordFailure(key: string, error: HttpException): void {
+  private async recordFailure(
+    key: string,
+    error: HttpException,
+  ): Promise<void> {
     const retryAfterMs = this.upstream.retryAfterSeconds * 1000;
     const retryAt = this.clock.now() + retryAfterMs;
     this.failures.set(key, { error, retryAt });
-    void this.shared.publishFailure(key, {
-      status: error.getStatus(),
-      message: error.message,
-      retryAfterMs,
-    });
     // The cause (e.g. `connect ECONNREFUSED 10.0.0.7:443`) is kept out of replies, not out of the log.
     const cause =
       error.cause === undefined ? '' : `; ${errorMessage(error.cause)}`;
     this.logger.warn(
       `Upstream fetch for ${key} failed (${error.message}${cause}); not retrying before ${new Date(retryAt).toISOString()}`,
     );
+    await this.shared.recordFailure(key, {
+      status: error.getStatus(),
+      message: error.message,
+      retryAfterMs,
+    });
   }
 
   private serveStaleOr(

@@ -28,6 +28,8 @@ const MAX_RECONNECT_DELAY_MS = 1000;
 /** The commands the shared tier sends, the same on a standalone Redis and on a cluster. */
 export interface RedisCommands {
   get(key: string): Promise<Buffer | null>;
+  getRange(key: string, start: number, end: number): Promise<Buffer>;
+  pTTL(key: string): Promise<number>;
   set(
     key: string,
     value: Buffer | string,

@@ -5,6 +5,7 @@ import { FakeClock } from '../../../../test/support/fake-clock';
 import {
   describeWithRedis,
   RedisServer,
+  useRedisServer,
 } from '../../../../test/support/redis-server';
 import { createCachedImage, sha256Hex } from '../cached-image';
 import { RedisConnection } from './redis-connection';
@@ -34,7 +35,7 @@ async function timed<T>(task: () => Promise<T>): Promise<[T, number]> {
 }
 
 describeWithRedis()(SharedTier.name, () => {
-  let redis: RedisServer;
+  const redis = useRedisServer();
   let clock: FakeClock;
   const opened: RedisConnection[] = [];
 
@@ -43,9 +44,9 @@ describeWithRedis()(SharedTier.name, () => {
     overrides: { keyPrefix?: string; url?: string; password?: string } = {},
   ): Promise<{ tier: SharedTier; connection: RedisConnection }> {
     const config = {
-      urls: [overrides.url ?? redis.url],
+      urls: [overrides.url ?? redis().url],
       cluster: false,
-      displayName: redis.url,
+      displayName: redis().url,
       password: overrides.password,
       keyPrefix: overrides.keyPrefix ?? 'test:',
       commandTimeoutMs: COMMAND_TIMEOUT_MS,
@@ -61,20 +62,8 @@ describeWithRedis()(SharedTier.name, () => {
     return { tier, connection };
   }
 
-  beforeAll(async () => {
-    redis = await RedisServer.start();
-  });
-
-  afterAll(async () => {
-    await redis.stop();
-  });
-
-  beforeEach(async () => {
+  beforeEach(() => {
     clock = new FakeClock();
-    if (!(await redis.cli('ping')).includes('PONG')) {
-      await redis.restart();
-    }
-    await redis.cli('flushall');
   });
 
   afterEach(() => {
@@ -113,7 +102,7 @@ describeWithRedis()(SharedTier.name, () => {
     const { tier } = await openTier();
     await tier.save(cachedImageOf('10x10', 'one', clock.now() - 20_000));
 
-    const ttlMs = Number(await redis.cli('pttl', 'test:{10x10}:image'));
+    const ttlMs = Number(await redis().cli('pttl', 'test:{10x10}:image'));
 
     expect(ttlMs).toBeGreaterThan(RETENTION_SECONDS * 1000 - 20_000 - 1000);
     expect(ttlMs).toBeLessThanOrEqual(RETENTION_SECONDS * 1000 - 20_000);
@@ -138,12 +127,66 @@ describeWithRedis()(SharedTier.name, () => {
     expect(deleted).toBeUndefined();
   });
 
+  it('reads when an entry was fetched from its header, and deletes by header, also when the header is long', async () => {
+    const { tier } = await openTier();
+    const image = cachedImageOf('10x10', 'one', clock.now());
+    const longHeader = {
+      ...cachedImageOf('20x20', 'two', clock.now() - 1000),
+      source: `http://127.0.0.1/${'x'.repeat(6000)}.jpg`,
+    };
+    await tier.save(image);
+    await tier.save(longHeader);
+
+    const fetchedAt = [
+      await tier.fetchedAt('10x10'),
+      await tier.fetchedAt('20x20'),
+      await tier.fetchedAt('30x30'),
+    ];
+    await tier.delete('20x20', longHeader.fetchedAt + 1);
+
+    expect(fetchedAt).toEqual([
+      image.fetchedAt,
+      longHeader.fetchedAt,
+      undefined,
+    ]);
+    await expect(tier.load('20x20')).resolves.toBeUndefined();
+    await expect(tier.load('10x10')).resolves.toEqual(image);
+  });
+
+  it('records a failure for the retry window, for replicas that look later', async () => {
+    const { tier } = await openTier();
+    const other = (await openTier()).tier;
+    await tier.recordFailure('10x10', {
+      status: 502,
+      message: 'Upstream answered 500',
+      retryAfterMs: 10_000,
+    });
+
+    const failure = await other.loadFailure('10x10');
+    const ttlMs = Number(await redis().cli('pttl', 'test:{10x10}:failed'));
+
+    expect(failure).toEqual(
+      expect.objectContaining({
+        type: 'failed',
+        key: '10x10',
+        status: 502,
+        message: 'Upstream answered 500',
+      }),
+    );
+    expect(failure?.retryAfterMs).toBeGreaterThan(9000);
+    expect(failure?.retryAfterMs).toBeLessThanOrEqual(10_000);
+    expect(ttlMs).toBeLessThanOrEqual(10_000);
+    await expect(other.loadFailure('20x20')).resolves.toBeUndefined();
+    await redis().cli('set', 'test:{20x20}:failed', '{"type":"stored"}');
+    await expect(other.loadFailure('20x20')).resolves.toBeUndefined();
+  });
+
   it('keeps a variant entry and its lock under one hash tag, below the key prefix', async () => {
     const { tier } = await openTier({ keyPrefix: 'release-a:' });
     await tier.save(cachedImageOf('10x10-grayscale', 'one', clock.now()));
     await tier.lock('10x10-grayscale');
 
-    const keys = (await redis.cli('--raw', 'keys', '*')).split('\n').sort();
+    const keys = (await redis().cli('--raw', 'keys', '*')).split('\n').sort();
 
     expect(keys).toEqual([
       'release-a:{10x10-grayscale}:image',
@@ -162,11 +205,11 @@ describeWithRedis()(SharedTier.name, () => {
       await tier.save(
         cachedImageOf('10x10', 'a longer body to damage', clock.now()),
       );
-      await redis.cli(command, 'test:{10x10}:image', offset, bytes);
+      await redis().cli(command, 'test:{10x10}:image', offset, bytes);
 
       await expect(tier.load('10x10')).resolves.toBeUndefined();
 
-      expect(await redis.cli('exists', 'test:{10x10}:image')).toBe('0');
+      expect(await redis().cli('exists', 'test:{10x10}:image')).toBe('0');
       expect(warn).toHaveBeenCalledWith(
         expect.stringContaining('Discarding shared image "10x10"'),
       );
@@ -225,7 +268,7 @@ describeWithRedis()(SharedTier.name, () => {
     storing.onNotice((notice) => seenByStoring.push(notice));
     const image = cachedImageOf('10x10', 'one', clock.now());
     await until(async () =>
-      (await redis.cli('pubsub', 'numsub', 'test:notices')).endsWith('2'),
+      (await redis().cli('pubsub', 'numsub', 'test:notices')).endsWith('2'),
     );
 
     const waited = other.waitForNotice('10x10', 5000);
@@ -234,7 +277,7 @@ describeWithRedis()(SharedTier.name, () => {
 
     await expect(waited).resolves.toBe(true);
     await expect(waitedForAnother).resolves.toBe(false);
-    await storing.publishFailure('20x20', {
+    await storing.recordFailure('20x20', {
       status: 504,
       message: 'Upstream did not answer',
       retryAfterMs: 10_000,
@@ -264,7 +307,7 @@ describeWithRedis()(SharedTier.name, () => {
     const { tier, connection } = await openTier();
     await tier.save(cachedImageOf('10x10', 'one', clock.now()));
 
-    redis.signal('SIGSTOP');
+    redis().signal('SIGSTOP');
     try {
       const [hung, hungMs] = await timed(() => tier.load('10x10'));
       const [paused, pausedMs] = await timed(() => tier.load('10x10'));
@@ -278,7 +321,7 @@ describeWithRedis()(SharedTier.name, () => {
       expect(lockMs).toBeLessThan(50);
       expect(connection.problem).toMatch(/REDIS_COMMAND_TIMEOUT_MS/);
     } finally {
-      redis.signal('SIGCONT');
+      redis().signal('SIGCONT');
     }
     await until(() => connection.available, 3000);
 
@@ -294,13 +337,13 @@ describeWithRedis()(SharedTier.name, () => {
     const log = jest.spyOn(Logger.prototype, 'log').mockImplementation();
     const { tier, connection } = await openTier();
 
-    await redis.kill();
+    await redis().kill();
     await until(() => !connection.available);
     const results = [];
     for (let i = 0; i < 20; i += 1) {
       results.push(await timed(() => tier.load('10x10')));
     }
-    await redis.restart();
+    await redis().restart();
     await until(() => connection.available, 5000);
     const image = cachedImageOf('10x10', 'back', clock.now());
 

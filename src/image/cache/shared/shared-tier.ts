@@ -20,8 +20,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`;
 
+/** Deletes KEYS[1] only while its value starts with ARGV[1]: an entry is known by its header. */
+const COMPARE_PREFIX_AND_DELETE = `
+if redis.call('GETRANGE', KEYS[1], 0, #ARGV[1] - 1) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`;
+
 /** Bytes before the header that give its length. */
 const HEADER_LENGTH_BYTES = 4;
+/** Bytes read to get an entry's header alone; a longer header is read with the whole value. */
+const HEADER_PROBE_BYTES = 4096;
 
 const headerSchema = z.object({
   version: z.literal(1),
@@ -120,20 +129,70 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     this.listeners.push(listener);
   }
 
-  /** Tells the other replicas that fetching `key` failed, and not to retry for `retryAfterMs`. */
-  async publishFailure(
+  /**
+   * Tells the other replicas that fetching `key` failed, and not to retry for `retryAfterMs`:
+   * a notice wakes the replicas waiting for the fetch now, and a record that expires with the
+   * retry window tells any replica that takes the fetch lock later.
+   */
+  async recordFailure(
     key: string,
     failure: { status: number; message: string; retryAfterMs: number },
   ): Promise<void> {
     if (!this.enabled) {
       return;
     }
-    await this.publish({
+    const notice: FailedNotice = {
       type: 'failed',
       from: this.replicaId,
       key,
       ...failure,
-    });
+    };
+    const retryAfterMs = Math.ceil(failure.retryAfterMs);
+    if (retryAfterMs > 0) {
+      try {
+        await this.redis.run((redis) =>
+          redis.set(this.failureKey(key), JSON.stringify(notice), {
+            expiration: { type: 'PX', value: retryAfterMs },
+          }),
+        );
+      } catch {
+        // Redis is down: no replica can take the fetch lock either.
+      }
+    }
+    await this.publish(notice);
+  }
+
+  /**
+   * The failure another replica recorded for `key`, with the time its retry window has left,
+   * or `undefined` when there is none (or Redis cannot say).
+   */
+  async loadFailure(key: string): Promise<FailedNotice | undefined> {
+    if (!this.enabled) {
+      return undefined;
+    }
+    const failureKey = this.failureKey(key);
+    try {
+      const [value, remainingMs] = await this.redis.run((redis) =>
+        Promise.all([redis.get(failureKey), redis.pTTL(failureKey)]),
+      );
+      if (value === null || remainingMs <= 0) {
+        return undefined;
+      }
+      const notice = noticeSchema.parse(JSON.parse(value.toString()));
+      return notice.type === 'failed' && notice.key === key
+        ? { ...notice, retryAfterMs: remainingMs }
+        : undefined;
+    } catch {
+      return undefined; // Redis is down, or the record is not ours: the upstream is asked
+    }
+  }
+
+  /**
+   * When the entry of `key` was fetched, read from its header alone (the body is not
+   * transferred), or `undefined` when there is no readable entry.
+   */
+  async fetchedAt(key: string): Promise<number | undefined> {
+    return (await this.readStoredHeader(key))?.fetchedAt;
   }
 
   async load(key: string): Promise<CachedImage | undefined> {
@@ -190,17 +249,23 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     return true;
   }
 
-  /** Removes the entry of `key`; with `fetchedBefore`, only an entry fetched before then. */
+  /**
+   * Removes the entry of `key`; with `fetchedBefore`, only an entry fetched before then. Only
+   * the header is read, and the entry is deleted only while it still starts with that header,
+   * so an entry another replica stored in between stays.
+   */
   async delete(key: string, fetchedBefore = Infinity): Promise<void> {
-    if (!this.enabled) {
+    const header = await this.readStoredHeader(key);
+    if (!header || header.fetchedAt >= fetchedBefore) {
       return;
     }
-    const entryKey = this.entryKey(key);
     try {
-      const value = await this.redis.run((redis) => redis.get(entryKey));
-      if (value !== null && fetchedAtOf(value) < fetchedBefore) {
-        await this.compareAndDelete(entryKey, value);
-      }
+      await this.redis.run((redis) =>
+        redis.eval(COMPARE_PREFIX_AND_DELETE, {
+          keys: [this.entryKey(key)],
+          arguments: [header.prefix],
+        }),
+      );
     } catch {
       // Redis is down: the entry expires there by itself.
     }
@@ -292,13 +357,45 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     }
   }
 
-  /** `{key}` is the hash tag: a variant's entry and lock map to one cluster slot. */
+  /** The header of the entry of `key` and the bytes up to its end, or `undefined`. */
+  private async readStoredHeader(
+    key: string,
+  ): Promise<(Header & { prefix: Buffer }) | undefined> {
+    if (!this.enabled) {
+      return undefined;
+    }
+    const entryKey = this.entryKey(key);
+    try {
+      let value = await this.redis.run((redis) =>
+        redis.getRange(entryKey, 0, HEADER_PROBE_BYTES - 1),
+      );
+      if (
+        value.length >= HEADER_LENGTH_BYTES &&
+        HEADER_LENGTH_BYTES + value.readUInt32BE(0) > value.length &&
+        value.length === HEADER_PROBE_BYTES
+      ) {
+        value = (await this.redis.run((redis) => redis.get(entryKey))) ?? value;
+      }
+      const header = readHeader(value);
+      return 'invalid' in header || header.key !== key
+        ? undefined
+        : { ...header, prefix: value.subarray(0, header.headerEnd) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** `{key}` is the hash tag: a variant's entry, lock and failure map to one cluster slot. */
   private entryKey(key: string): string {
     return `${this.config.keyPrefix}{${key}}:image`;
   }
 
   private lockKey(key: string): string {
     return `${this.config.keyPrefix}{${key}}:lock`;
+  }
+
+  private failureKey(key: string): string {
+    return `${this.config.keyPrefix}{${key}}:failed`;
   }
 }
 
@@ -346,10 +443,9 @@ function decode(key: string, value: Buffer): Decoded {
   });
 }
 
-function readHeader(
-  value: Buffer,
-):
-  (z.infer<typeof headerSchema> & { headerEnd: number }) | { invalid: string } {
+type Header = z.infer<typeof headerSchema> & { readonly headerEnd: number };
+
+function readHeader(value: Buffer): Header | { readonly invalid: string } {
   if (value.length < HEADER_LENGTH_BYTES) {
     return { invalid: 'too short to hold a header' };
   }
@@ -365,10 +461,4 @@ function readHeader(
   } catch {
     return { invalid: 'malformed header' };
   }
-}
-
-/** When the entry in `value` was fetched; an unreadable one counts as oldest. */
-function fetchedAtOf(value: Buffer): number {
-  const header = readHeader(value);
-  return 'invalid' in header ? -Infinity : header.fetchedAt;
 }
