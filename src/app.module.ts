@@ -6,6 +6,7 @@ import { sharedCacheConfig } from './config/shared-cache.config';
 import { upstreamConfig } from './config/upstream.config';
 import { HealthModule } from './health/health.module';
 import { ImageModule } from './image/image.module';
+import { MetricsModule } from './metrics/metrics.module';
 import { ServerModule } from './server/server.module';
 
 @Module({
@@ -17,6 +18,7 @@ import { ServerModule } from './server/server.module';
       load: [serverConfig, cacheConfig, upstreamConfig, sharedCacheConfig],
     }),
     ServerModule,
+    MetricsModule,
     ImageModule,
     HealthModule,
   ],

@@ -9,6 +9,7 @@ import {
   Res,
 } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
+import { CacheMetrics } from '../metrics/cache-metrics';
 import { cacheStatusOf, cacheStatusOfError } from './cache/cache-outcome';
 import { CacheService } from './cache/cache.service';
 import { ifNoneMatchMatches } from './conditional-request';
@@ -25,7 +26,10 @@ const IMAGE_CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox";
 
 @Controller('image')
 export class ImageController {
-  constructor(private readonly cache: CacheService) {}
+  constructor(
+    private readonly cache: CacheService,
+    private readonly metrics: CacheMetrics,
+  ) {}
 
   /** Serves the cached image of a variant (HEAD is answered by the same route, without the body). */
   @Get()
@@ -38,6 +42,7 @@ export class ImageController {
     try {
       lookup = await this.cache.getImage(variant);
     } catch (error) {
+      this.metrics.failed(error instanceof UpstreamBusyException);
       if (error instanceof UpstreamBusyException) {
         void reply.header('retry-after', String(error.retryAfterSeconds));
       }
@@ -49,6 +54,7 @@ export class ImageController {
       }
       throw error;
     }
+    this.metrics.answered(lookup);
     const { image, status, outcome } = lookup;
     const freshness = this.cache.freshness(image);
     // A cache downstream counts freshness as max-age minus Age, so max-age carries the whole

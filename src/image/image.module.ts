@@ -9,6 +9,7 @@ import { MemoryTier } from './cache/memory-tier';
 import { PicsumClient } from './upstream/picsum.client';
 import { RedisConnection } from './cache/shared/redis-connection';
 import { SharedTier } from './cache/shared/shared-tier';
+import { TierMetrics } from './cache/tier-metrics';
 import { UpstreamLimiter } from './upstream/upstream-limiter';
 
 @Module({
@@ -24,6 +25,7 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
     RedisConnection,
     Clock,
     ImageVariantPipe,
+    TierMetrics,
   ],
   exports: [DiskStore, SharedTier],
 })

@@ -316,8 +316,8 @@ describe(CacheService.name, () => {
   });
 
   it('records a failed fetch once, however many requests waited for it', async () => {
-    const logWarning = jest
-      .spyOn(Logger.prototype, 'warn')
+    const logRetryWindow = jest
+      .spyOn(Logger.prototype, 'debug')
       .mockImplementation(() => undefined);
     fetchImage.mockRejectedValue(
       new BadGatewayException('Upstream answered 503'),
@@ -332,8 +332,8 @@ describe(CacheService.name, () => {
       results.every((result) => result instanceof BadGatewayException),
     ).toBe(true);
     expect(fetchImage).toHaveBeenCalledTimes(1);
-    expect(logWarning).toHaveBeenCalledTimes(1);
-    logWarning.mockRestore();
+    expect(logRetryWindow).toHaveBeenCalledTimes(1);
+    logRetryWindow.mockRestore();
   });
 
   it('turns an unexpected error into a 502 rather than a 500', async () => {

@@ -449,11 +449,9 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     const retryAfterMs = this.upstream.retryAfterSeconds * 1000;
     const retryAt = this.clock.now() + retryAfterMs;
     this.failures.set(key, { error, retryAt });
-    // The cause (e.g. `connect ECONNREFUSED 10.0.0.7:443`) is kept out of replies, not out of the log.
-    const cause =
-      error.cause === undefined ? '' : `; ${errorMessage(error.cause)}`;
-    this.logger.warn(
-      `Upstream fetch for ${key} failed (${error.message}${cause}); not retrying before ${new Date(retryAt).toISOString()}`,
+    // The fetch itself was logged by the client, on one line.
+    this.logger.debug(
+      `Not asking the upstream for ${key} again before ${new Date(retryAt).toISOString()}`,
     );
     await this.shared.recordFailure(key, {
       status: error.getStatus(),

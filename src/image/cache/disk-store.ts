@@ -107,6 +107,7 @@ export class DiskStore implements CacheTier, OnModuleInit {
   private budgetBytes: number;
   private readonly checkIntervalMs: number;
   private readonly index: LRUCache<string, IndexEntry>;
+  private evicted = 0;
   private readonly writes = new Mutex();
   private readonly writeOutage: OutageLog;
   /** Bytes of files in the directory that no entry accounts for and that could not be removed. */
@@ -174,6 +175,11 @@ export class DiskStore implements CacheTier, OnModuleInit {
 
   get entryCount(): number {
     return this.index.size;
+  }
+
+  /** Entries evicted to make room since start. */
+  get evictions(): number {
+    return this.evicted;
   }
 
   /** The metadata of every stored entry, least recently used first. */
@@ -524,6 +530,7 @@ export class DiskStore implements CacheTier, OnModuleInit {
     const key = this.index.rkeys().next().value as string;
     const entry = this.index.peek(key) as IndexEntry;
     await this.remove(key, entry);
+    this.evicted += 1;
     return entry.diskBytes;
   }
 

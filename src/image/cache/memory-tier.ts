@@ -18,12 +18,18 @@ const ENTRY_OVERHEAD_BYTES = 1024;
 export class MemoryTier implements CacheTier {
   readonly name = 'memory';
   private readonly entries?: LRUCache<string, CachedImage>;
+  private evicted = 0;
 
   constructor(@Inject(cacheConfig.KEY) config: ConfigType<typeof cacheConfig>) {
     if (config.memoryMaxBytes > 0) {
       this.entries = new LRUCache<string, CachedImage>({
         maxSize: config.memoryMaxBytes,
         sizeCalculation: (image) => MemoryTier.sizeOf(image),
+        dispose: (_image, _key, reason) => {
+          if (reason === 'evict') {
+            this.evicted += 1;
+          }
+        },
       });
     }
   }
@@ -57,6 +63,16 @@ export class MemoryTier implements CacheTier {
 
   get size(): number {
     return this.entries?.size ?? 0;
+  }
+
+  /** The budget, in bytes; 0 when the tier is off. */
+  get maxBytes(): number {
+    return this.entries?.maxSize ?? 0;
+  }
+
+  /** Entries evicted to make room since start. */
+  get evictions(): number {
+    return this.evicted;
   }
 
   /** Removes the entries `isExpired` picks, without counting the check as a use. */

@@ -5,6 +5,7 @@ import { FakePicsum } from '../../../test/fake-picsum/fake-picsum.server';
 import { freePort } from '../../../test/support/free-port';
 import { upstreamConfig } from '../../config/upstream.config';
 import type { ImageVariant } from '../image-variant';
+import { CacheMetrics } from '../../metrics/cache-metrics';
 import { PicsumClient, upstreamPath } from './picsum.client';
 
 /** The deadline of the timeout tests: short, so they run fast. */
@@ -20,6 +21,7 @@ async function createClient(
     imports: [HttpModule],
     providers: [
       PicsumClient,
+      CacheMetrics,
       {
         provide: upstreamConfig.KEY,
         useValue: {

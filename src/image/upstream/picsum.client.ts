@@ -1,12 +1,5 @@
 import { HttpService } from '@nestjs/axios';
-import {
-  BadGatewayException,
-  GatewayTimeoutException,
-  HttpException,
-  Inject,
-  Injectable,
-  Logger,
-} from '@nestjs/common';
+import { HttpException, Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { AxiosError, type AxiosResponse } from 'axios';
 import { firstValueFrom } from 'rxjs';
@@ -17,7 +10,11 @@ import {
   declaredImageFormat,
   detectImageFormat,
 } from './image-signature';
-import type { ImageVariant } from '../image-variant';
+import { type ImageVariant, variantKey } from '../image-variant';
+import { CacheMetrics } from '../../metrics/cache-metrics';
+import { upstreamOutcomeOf } from './upstream-outcome';
+import { UpstreamFetchException } from './upstream-fetch.exception';
+import { UpstreamTimeoutException } from './upstream-timeout.exception';
 
 const MAX_REDIRECTS = 5;
 /** What of an upstream's text error reply is quoted in the error: enough for Picsum's `Invalid size`. */
@@ -57,24 +54,58 @@ export class PicsumClient {
     private readonly http: HttpService,
     @Inject(upstreamConfig.KEY)
     private readonly config: ConfigType<typeof upstreamConfig>,
+    private readonly metrics: CacheMetrics,
   ) {}
 
+  /**
+   * Fetches one image of `variant`. Each fetch is counted and timed in the metrics by outcome,
+   * and logged on one line: variant, URL, outcome, bytes and duration.
+   */
   async fetchImage(variant: ImageVariant): Promise<UpstreamImage> {
     const startedAt = performance.now();
+    const key = variantKey(variant);
+    let url = `${this.config.baseUrl}${upstreamPath(variant)}`;
+    try {
+      const image = await this.follow(variant, (next) => (url = next));
+      const ms = performance.now() - startedAt;
+      this.metrics.upstreamFetched('success', ms / 1000);
+      this.logger.log(
+        `Upstream fetch of ${key} from ${image.source}: success, ${image.body.length} bytes of ${image.contentType} in ${Math.round(ms)} ms`,
+      );
+      return image;
+    } catch (error) {
+      const ms = performance.now() - startedAt;
+      const outcome = upstreamOutcomeOf(error);
+      this.metrics.upstreamFetched(outcome, ms / 1000);
+      // The cause (e.g. `connect ECONNREFUSED 10.0.0.7:443`) is kept out of replies, not out of the log.
+      const cause =
+        error instanceof HttpException && error.cause !== undefined
+          ? `; ${errorMessage(error.cause)}`
+          : '';
+      this.logger.warn(
+        `Upstream fetch of ${key} from ${url}: ${outcome} in ${Math.round(ms)} ms (${errorMessage(error)}${cause})`,
+      );
+      throw error;
+    }
+  }
+
+  /** Asks the upstream for `variant`, following its redirects; `visiting` is told each URL. */
+  private async follow(
+    variant: ImageVariant,
+    visiting: (url: string) => void,
+  ): Promise<UpstreamImage> {
     // One deadline for the whole exchange; axios' own `timeout` only bounds each socket's idle time.
     const deadline = AbortSignal.timeout(this.config.timeoutMs);
     let url = `${this.config.baseUrl}${upstreamPath(variant)}`;
     for (let redirects = 0; ; redirects++) {
+      visiting(url);
       const response = await this.get(url, deadline);
       if (!isRedirect(response.status)) {
-        const image = this.validate(url, response);
-        this.logger.log(
-          `Fetched ${image.source} (${image.body.length} bytes, ${image.contentType}) in ${Math.round(performance.now() - startedAt)} ms`,
-        );
-        return image;
+        return this.validate(url, response);
       }
       if (redirects === MAX_REDIRECTS) {
-        throw new BadGatewayException(
+        throw new UpstreamFetchException(
+          'redirect_refused',
           `Upstream ${url} redirected more than ${MAX_REDIRECTS} times`,
         );
       }
@@ -110,7 +141,8 @@ export class PicsumClient {
   private redirectTarget(from: string, response: AxiosResponse): string {
     const location = headerValue(response, 'location');
     if (location === undefined) {
-      throw new BadGatewayException(
+      throw new UpstreamFetchException(
+        'invalid',
         `Upstream ${from} answered ${response.status} without a Location`,
       );
     }
@@ -118,17 +150,20 @@ export class PicsumClient {
     try {
       target = new URL(location, from);
     } catch {
-      throw new BadGatewayException(
+      throw new UpstreamFetchException(
+        'invalid',
         `Upstream ${from} redirected to an invalid URL ${JSON.stringify(location)}`,
       );
     }
     if (target.protocol !== 'http:' && target.protocol !== 'https:') {
-      throw new BadGatewayException(
+      throw new UpstreamFetchException(
+        'redirect_refused',
         `Upstream ${from} redirected to a ${target.protocol} URL; only http and https are followed`,
       );
     }
     if (!this.config.allowedRedirectHosts.has(target.hostname)) {
-      throw new BadGatewayException(
+      throw new UpstreamFetchException(
+        'redirect_refused',
         `Upstream ${from} redirected to host ${target.hostname}, which is not the upstream's host or in UPSTREAM_ALLOWED_REDIRECT_HOSTS (${[...this.config.allowedRedirectHosts].join(', ')}); not followed`,
       );
     }
@@ -140,35 +175,37 @@ export class PicsumClient {
     // the log only; clients see the URL and the error code. Only its message is kept: the
     // error is remembered for UPSTREAM_RETRY_AFTER_SECONDS, and axios' holds the request.
     const cause = errorMessage(error);
-    const options = { cause, description: 'Bad Gateway' };
     if (error instanceof AxiosError) {
       if (
         error.code === AxiosError.ERR_CANCELED ||
         error.code === AxiosError.ECONNABORTED ||
         error.code === 'ETIMEDOUT'
       ) {
-        return new GatewayTimeoutException(
+        return new UpstreamTimeoutException(
           `Upstream ${url} did not answer within UPSTREAM_TIMEOUT_MS (${this.config.timeoutMs} ms)`,
-          { cause, description: 'Gateway Timeout' },
+          cause,
         );
       }
       if (error.message.startsWith('maxContentLength')) {
         return this.tooLarge(url);
       }
       if (error.message === 'stream has been aborted') {
-        return new BadGatewayException(
+        return new UpstreamFetchException(
+          'network_error',
           `Upstream ${url} closed the connection before the body was complete`,
-          options,
+          cause,
         );
       }
-      return new BadGatewayException(
+      return new UpstreamFetchException(
+        'network_error',
         `Upstream ${url} failed: ${error.code ?? 'network error'}`,
-        options,
+        cause,
       );
     }
-    return new BadGatewayException(
+    return new UpstreamFetchException(
+      'network_error',
       `Upstream ${url} failed: ${errorMessage(error)}`,
-      options,
+      cause,
     );
   }
 
@@ -179,19 +216,22 @@ export class PicsumClient {
     const declared = headerValue(response, 'content-type') ?? '';
     const body = Buffer.from(response.data);
     if (response.status < 200 || response.status > 299) {
-      throw new BadGatewayException(
+      throw new UpstreamFetchException(
+        'http_error',
         `Upstream answered ${response.status} for ${source}${quotedText(declared, body)}`,
       );
     }
     const declaredFormat = declaredImageFormat(declared);
     if (declaredFormat === undefined) {
-      throw new BadGatewayException(
+      throw new UpstreamFetchException(
+        'invalid',
         `Upstream answered ${source} with Content-Type ${JSON.stringify(declared)}; only ${Object.values(CONTENT_TYPES).join(', ')} are accepted`,
       );
     }
     const announced = headerValue(response, 'content-length');
     if (announced !== undefined && Number(announced) !== body.length) {
-      throw new BadGatewayException(
+      throw new UpstreamFetchException(
+        'invalid',
         `Upstream body from ${source} is truncated: Content-Length ${announced}, received ${body.length} bytes`,
       );
     }
@@ -200,12 +240,14 @@ export class PicsumClient {
     }
     const format = detectImageFormat(body);
     if (format === undefined) {
-      throw new BadGatewayException(
+      throw new UpstreamFetchException(
+        'invalid',
         `Upstream body from ${source} (${body.length} bytes) is not a complete JPEG, PNG, WebP, GIF or AVIF image although labelled ${declared}`,
       );
     }
     if (format !== declaredFormat) {
-      throw new BadGatewayException(
+      throw new UpstreamFetchException(
+        'invalid',
         `Upstream body from ${source} is ${CONTENT_TYPES[format]} although labelled ${declared}; not stored`,
       );
     }
@@ -225,7 +267,8 @@ export class PicsumClient {
   }
 
   private tooLarge(url: string): HttpException {
-    return new BadGatewayException(
+    return new UpstreamFetchException(
+      'too_large',
       `Upstream body from ${url} is larger than UPSTREAM_MAX_BYTES (${this.config.maxBytes} bytes); not stored`,
     );
   }

@@ -1,0 +1,27 @@
+/** What became of one upstream fetch, as `image_cache_upstream_fetches_total` counts it. */
+export const UPSTREAM_OUTCOMES = [
+  'success',
+  'timeout',
+  'http_error',
+  'invalid',
+  'too_large',
+  'network_error',
+  'redirect_refused',
+] as const;
+export type UpstreamOutcome = (typeof UPSTREAM_OUTCOMES)[number];
+export type UpstreamFailureOutcome = Exclude<UpstreamOutcome, 'success'>;
+
+/** The outcome an error thrown by a fetch stands for: its own when it carries one. */
+export function upstreamOutcomeOf(error: unknown): UpstreamFailureOutcome {
+  if (typeof error === 'object' && error !== null && 'outcome' in error) {
+    const outcome = error.outcome;
+    if (
+      typeof outcome === 'string' &&
+      outcome !== 'success' &&
+      (UPSTREAM_OUTCOMES as readonly string[]).includes(outcome)
+    ) {
+      return outcome as UpstreamFailureOutcome;
+    }
+  }
+  return 'network_error';
+}

@@ -1,0 +1,36 @@
+import { Injectable, type OnModuleInit } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import type { FastifyInstance } from 'fastify';
+import { CacheMetrics } from './cache-metrics';
+
+/** The `route` label of a request that matched no route: never its raw URL, which anyone can vary. */
+const UNMATCHED_ROUTE = 'unmatched';
+
+/**
+ * Times every HTTP request into `http_request_duration_seconds`, labelled by method, route
+ * template (`/image`, not `/image?width=…`) and status code, from a Fastify `onResponse` hook.
+ */
+@Injectable()
+export class HttpRequestMetrics implements OnModuleInit {
+  constructor(
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly metrics: CacheMetrics,
+  ) {}
+
+  onModuleInit(): void {
+    const fastify =
+      this.adapterHost.httpAdapter?.getInstance<FastifyInstance>();
+    if (!fastify?.addHook) {
+      return; // an application context without an HTTP server, as in some tests
+    }
+    fastify.addHook('onResponse', (request, reply, done) => {
+      this.metrics.httpRequest(
+        request.method,
+        request.routeOptions.url ?? UNMATCHED_ROUTE,
+        reply.statusCode,
+        reply.elapsedTime / 1000,
+      );
+      done();
+    });
+  }
+}
