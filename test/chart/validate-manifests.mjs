@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Validates Kubernetes manifests (multi-document YAML, as `helm template` prints them) against
-// the Kubernetes API's OpenAPI schemas, with the `kubernetes-models` package:
+// the Kubernetes API's OpenAPI schemas, with the `kubernetes-models` package (and
+// `@kubernetes-models/prometheus-operator` for the Prometheus Operator's kinds):
 //   helm template ... | node test/chart/validate-manifests.mjs
 // Prints one line per object and exits 1 if any object is invalid or of a kind it has no
 // model for. A standalone script, so it checks any rendered output, not only the specs'.
@@ -24,11 +25,12 @@ for (const document of parseAllDocuments(source)) {
   }
   const { apiVersion, kind } = object;
   const name = `${apiVersion}/${kind} ${object.metadata?.name ?? '(no name)'}`;
+  const models = apiVersion.startsWith('monitoring.coreos.com/')
+    ? '@kubernetes-models/prometheus-operator'
+    : 'kubernetes-models';
   let Model;
   try {
-    ({ [kind]: Model } = await import(
-      `kubernetes-models/${apiVersion}/${kind}`
-    ));
+    ({ [kind]: Model } = await import(`${models}/${apiVersion}/${kind}`));
   } catch {
     Model = undefined;
   }

@@ -103,3 +103,22 @@ entries (none when no key is set).
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The paths an Ingress routes to the service: the public API only. /metrics and /health are
+reached inside the cluster (by Prometheus and the kubelet), never through the Ingress.
+*/}}
+{{- define "image-cache.publicPaths" -}}
+- /image
+{{- end }}
+
+{{/*
+Whether the cluster serves the Prometheus Operator's API (monitoring.coreos.com/v1), or the
+user forced the objects with `force: true` (e.g. for `helm template` without a cluster).
+Call with (dict "root" $ "force" <bool>).
+*/}}
+{{- define "image-cache.hasMonitoringApi" -}}
+{{- if or .force (.root.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") -}}
+true
+{{- end -}}
+{{- end }}
