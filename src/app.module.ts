@@ -1,11 +1,13 @@
 import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
 import { cacheConfig } from './config/cache.config';
+import { loggingConfig } from './config/logging.config';
 import { serverConfig } from './config/server.config';
 import { sharedCacheConfig } from './config/shared-cache.config';
 import { upstreamConfig } from './config/upstream.config';
 import { HealthModule } from './health/health.module';
 import { ImageModule } from './image/image.module';
+import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { ServerModule } from './server/server.module';
 
@@ -15,8 +17,15 @@ import { ServerModule } from './server/server.module';
     // start-up with a message naming the variable before the server listens.
     ConfigModule.forRoot({
       isGlobal: true,
-      load: [serverConfig, cacheConfig, upstreamConfig, sharedCacheConfig],
+      load: [
+        serverConfig,
+        cacheConfig,
+        upstreamConfig,
+        sharedCacheConfig,
+        loggingConfig,
+      ],
     }),
+    LoggingModule,
     ServerModule,
     MetricsModule,
     ImageModule,

@@ -1,13 +1,12 @@
 import { Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { NestFactory } from '@nestjs/core';
-import {
-  FastifyAdapter,
-  type NestFastifyApplication,
-} from '@nestjs/platform-fastify';
+import { Logger as PinoLogger } from 'nestjs-pino';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { AddressInfo } from 'node:net';
 import { AppModule } from './app.module';
 import { errorMessage } from './common/error-message';
+import { createFastifyAdapter } from './server/create-fastify-adapter';
 import { serverConfig } from './config/server.config';
 
 const logger = new Logger('Bootstrap');
@@ -17,15 +16,18 @@ async function bootstrap(): Promise<void> {
   try {
     app = await NestFactory.create<NestFastifyApplication>(
       AppModule,
-      new FastifyAdapter(),
+      createFastifyAdapter(),
       {
         abortOnError: false,
+        // Held until the pino logger is in place, so every line has the configured format.
+        bufferLogs: true,
       },
     );
   } catch {
     // Nest's exception handler has already logged the cause, e.g. which variable is invalid.
     process.exit(1);
   }
+  app.useLogger(app.get(PinoLogger));
   // useProcessExit: after the hooks ran (readiness down, drain, server closed) exit 0 rather
   // than re-raising the signal, so a clean shutdown is reported as one.
   app.enableShutdownHooks(['SIGTERM', 'SIGINT'], { useProcessExit: true });

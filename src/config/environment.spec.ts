@@ -25,6 +25,7 @@ describe(parseEnvironment.name, () => {
       READINESS_DISK_CHECK_INTERVAL_MS: 5000,
       REDIS_KEY_PREFIX: 'image-cache:',
       REDIS_COMMAND_TIMEOUT_MS: 500,
+      LOG_LEVEL: 'info',
     });
     expect(env.CACHE_STALE_IF_ERROR_SECONDS).toBeUndefined();
     expect(env.REDIS_URL).toBeUndefined();

@@ -148,6 +148,14 @@ export const environmentSchema = z.object({
     })
     .default('image-cache:'),
   REDIS_COMMAND_TIMEOUT_MS: integer(1, 60_000).default(500),
+  LOG_FORMAT: z
+    .enum(['json', 'pretty'], { error: 'json or pretty' })
+    .optional(),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace'], {
+      error: 'one of fatal, error, warn, info, debug, trace',
+    })
+    .default('info'),
 });
 
 export type Environment = z.output<typeof environmentSchema>;

@@ -1,13 +1,11 @@
-import {
-  FastifyAdapter,
-  type NestFastifyApplication,
-} from '@nestjs/platform-fastify';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppModule } from '../../src/app.module';
 import { Clock } from '../../src/image/cache/clock';
+import { createFastifyAdapter } from '../../src/server/create-fastify-adapter';
 import { FakeClock } from './fake-clock';
 
 export interface TestApp {
@@ -44,7 +42,7 @@ export async function startTestApp(
       .useValue(clock)
       .compile();
     const app = moduleRef.createNestApplication<NestFastifyApplication>(
-      new FastifyAdapter(),
+      createFastifyAdapter(),
       { logger: false },
     );
     await app.listen(0, '127.0.0.1');

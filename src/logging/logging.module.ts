@@ -1,0 +1,72 @@
+import { Module } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LoggerModule } from 'nestjs-pino';
+import { stdTimeFunctions } from 'pino';
+import type { Options } from 'pino-http';
+import pretty from 'pino-pretty';
+import { loggingConfig } from '../config/logging.config';
+import { RequestIdEcho } from './request-id-echo';
+
+/**
+ * Logs through pino (Fastify's own logger) by way of nestjs-pino: JSON lines (`LOG_FORMAT=json`,
+ * the default in production) or readable ones (`pretty`), at `LOG_LEVEL`. Every line has
+ * `time`, `level`, `message` and `context`. Each request gets an id (a safe incoming
+ * `x-request-id`, or a new UUID), echoed in the reply and carried by the lines logged while it
+ * is served. Access lines are at `debug`, so a hit logs nothing at `info`; they hold the method,
+ * URL, status and time, never a header, so no credential reaches a log.
+ */
+@Module({
+  imports: [
+    LoggerModule.forRootAsync({
+      inject: [loggingConfig.KEY],
+      useFactory: (config: ConfigType<typeof loggingConfig>) => {
+        const options: Options<IncomingMessage, ServerResponse> = {
+          level: config.level,
+          messageKey: 'message',
+          timestamp: stdTimeFunctions.isoTime,
+          base: undefined,
+          formatters: { level: (label) => ({ level: label }) },
+          // Fastify has given the request its id (see createFastifyAdapter); pino-http takes it.
+          customAttributeKeys: { reqId: 'requestId' },
+          // Access lines cost a serialisation per request: only when they are written.
+          autoLogging: config.level === 'debug' || config.level === 'trace',
+          customLogLevel: () => 'debug',
+          customSuccessMessage: (request, response, ms) =>
+            `${request.method} ${request.url} ${response.statusCode} in ${Math.round(ms)} ms`,
+          customErrorMessage: (request, response) =>
+            `${request.method} ${request.url} ${response.statusCode}`,
+          // A 5xx is already logged where it happened: no synthetic error with a stack here.
+          customErrorObject: (_request, _response, _error, value: object) =>
+            Object.fromEntries(
+              Object.entries(value).filter(([key]) => key !== 'err'),
+            ),
+          serializers: {
+            req: (request: { method?: string; url?: string }) => ({
+              method: request.method,
+              url: request.url,
+            }),
+            res: (response: { statusCode?: number }) => ({
+              statusCode: response.statusCode,
+            }),
+          },
+          quietReqLogger: true,
+        };
+        if (config.format === 'json') {
+          return { pinoHttp: options };
+        }
+        const stream = pretty({
+          sync: true,
+          messageKey: 'message',
+          translateTime: 'SYS:standard',
+          ignore: 'requestId,req,res,responseTime,context',
+          messageFormat: '[{context}] {message}',
+          colorize: process.env.NO_COLOR === undefined && process.stdout.isTTY,
+        });
+        return { pinoHttp: [options, stream] };
+      },
+    }),
+  ],
+  providers: [RequestIdEcho],
+})
+export class LoggingModule {}
