@@ -6,9 +6,11 @@ import {
   HttpException,
   NotFoundException,
   Query,
+  Req,
   Res,
 } from '@nestjs/common';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { PinoLogger } from 'nestjs-pino';
 import { CacheMetrics } from '../metrics/cache-metrics';
 import { cacheStatusOf, cacheStatusOfError } from './cache/cache-outcome';
 import { CacheService } from './cache/cache.service';
@@ -29,6 +31,7 @@ export class ImageController {
   constructor(
     private readonly cache: CacheService,
     private readonly metrics: CacheMetrics,
+    private readonly logger: PinoLogger,
   ) {}
 
   /** Serves the cached image of a variant (HEAD is answered by the same route, without the body). */
@@ -36,11 +39,17 @@ export class ImageController {
   async getImage(
     @Query(ImageVariantPipe) variant: ImageVariant,
     @Headers('if-none-match') ifNoneMatch: string | undefined,
+    @Req() request: FastifyRequest,
     @Res() reply: FastifyReply,
   ): Promise<FastifyReply> {
     let lookup;
     try {
-      lookup = await this.cache.getImage(variant);
+      // Past a hit in memory, what the lookup logs (a fetch, a failure) carries the request's id.
+      lookup =
+        this.cache.memoryHit(variant) ??
+        (await this.logger.runInContext(() => this.cache.getImage(variant), {
+          bindings: { requestId: request.id },
+        }));
     } catch (error) {
       this.metrics.failed(error instanceof UpstreamBusyException);
       if (error instanceof UpstreamBusyException) {

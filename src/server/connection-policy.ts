@@ -10,6 +10,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { serverConfig } from '../config/server.config';
+import { requestIdOf } from '../logging/request-id';
 
 const DROP_LOG_INTERVAL_MS = 10_000;
 /**
@@ -97,9 +98,14 @@ export class ConnectionPolicy
   }
 
   private readonly onRequest = (
-    _request: IncomingMessage,
+    request: IncomingMessage,
     reply: ServerResponse,
   ): void => {
+    // The request's id: kept from a safe `x-request-id`, else made. Fastify takes it from the
+    // header (see createFastifyAdapter) for the log lines of the request; the reply returns it.
+    const requestId = requestIdOf(request.headers['x-request-id']);
+    request.headers['x-request-id'] = requestId;
+    reply.setHeader('x-request-id', requestId);
     reply.setHeader('x-content-type-options', 'nosniff');
     if (this.draining) {
       reply.setHeader('connection', 'close');

@@ -1,15 +1,10 @@
 import { FastifyAdapter } from '@nestjs/platform-fastify';
-import type { IncomingMessage } from 'node:http';
-import { requestIdOf } from '../logging/request-id';
 
 /**
- * The Fastify adapter the service runs on. Each request's id is a safe incoming
- * `x-request-id`, or a new UUID; the log lines written while it is served carry it, and
- * `RequestIdEcho` returns it in the reply.
+ * The Fastify adapter the service runs on. A request's id is its `x-request-id`, which
+ * ConnectionPolicy has already set (to a safe incoming one, or a new UUID) and returned in the
+ * reply; the log lines written while it is served carry it.
  */
 export function createFastifyAdapter(): FastifyAdapter {
-  return new FastifyAdapter({
-    genReqId: (request: IncomingMessage) =>
-      requestIdOf(request.headers['x-request-id']),
-  });
+  return new FastifyAdapter({ requestIdHeader: 'x-request-id' });
 }

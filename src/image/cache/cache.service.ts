@@ -134,14 +134,25 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     clearInterval(this.cleanupTimer);
   }
 
-  /** The image to serve for `variant`: from the first tier with a fresh one, else fetched. */
-  async getImage(variant: ImageVariant): Promise<CacheLookup> {
+  /** The fresh image of `variant` in memory, at once, or `undefined`: the hit path, nothing more. */
+  memoryHit(variant: ImageVariant): CacheLookup | undefined {
     const key = variantKey(variant);
     const inMemory = this.memory.load(key);
     if (inMemory && !this.freshness(inMemory).stale) {
       this.disk.touch(key);
       return { image: inMemory, status: 'HIT', outcome: MEMORY_HIT };
     }
+    return undefined;
+  }
+
+  /** The image to serve for `variant`: from the first tier with a fresh one, else fetched. */
+  async getImage(variant: ImageVariant): Promise<CacheLookup> {
+    const hit = this.memoryHit(variant);
+    if (hit) {
+      return hit;
+    }
+    const key = variantKey(variant);
+    const inMemory = this.memory.load(key);
     const failure = this.recentFailure(key);
     // While the upstream fails for this variant, an expired image in memory is served as it
     // is: no tier below holds a newer one, unless another replica stored it, and its notice
