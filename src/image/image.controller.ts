@@ -10,7 +10,6 @@ import {
   Res,
 } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { PinoLogger } from 'nestjs-pino';
 import { CacheMetrics } from '../metrics/cache-metrics';
 import { cacheStatusOf, cacheStatusOfError } from './cache/cache-outcome';
 import { CacheService } from './cache/cache.service';
@@ -31,7 +30,6 @@ export class ImageController {
   constructor(
     private readonly cache: CacheService,
     private readonly metrics: CacheMetrics,
-    private readonly logger: PinoLogger,
   ) {}
 
   /** Serves the cached image of a variant (HEAD is answered by the same route, without the body). */
@@ -44,12 +42,8 @@ export class ImageController {
   ): Promise<FastifyReply> {
     let lookup;
     try {
-      // Past a hit in memory, what the lookup logs (a fetch, a failure) carries the request's id.
-      lookup =
-        this.cache.memoryHit(variant) ??
-        (await this.logger.runInContext(() => this.cache.getImage(variant), {
-          bindings: { requestId: request.id },
-        }));
+      // What the lookup logs (a fetch, a failure) carries the request's id.
+      lookup = await this.cache.getImage(variant, request.id);
     } catch (error) {
       this.metrics.failed(error instanceof UpstreamBusyException);
       if (error instanceof UpstreamBusyException) {

@@ -22,9 +22,9 @@ import { loggingConfig } from '../config/logging.config';
       useFactory: (config: ConfigType<typeof loggingConfig>) => {
         const accessLines =
           config.level === 'debug' || config.level === 'trace';
-        // pino-http's middleware (through Fastify's middie) costs a hit more than half its
-        // throughput, so it runs only when it writes access lines. The request id still
-        // reaches the lines of a request through ImageController's logging context.
+        // pino-http's middleware binds each request's logger in an AsyncLocalStorage, which on
+        // Node 20 tracks every promise of every request: it runs only when it writes access
+        // lines. The fetch a request starts logs its id all the same (see CacheService).
         const forRoutes = accessLines ? undefined : [];
         const options: Options<IncomingMessage, ServerResponse> = {
           level: config.level,

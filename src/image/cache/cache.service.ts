@@ -134,25 +134,21 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     clearInterval(this.cleanupTimer);
   }
 
-  /** The fresh image of `variant` in memory, at once, or `undefined`: the hit path, nothing more. */
-  memoryHit(variant: ImageVariant): CacheLookup | undefined {
+  /**
+   * The image to serve for `variant`: from the first tier with a fresh one, else fetched.
+   * `requestId` goes into what a fetch logs; it is passed, not kept in an AsyncLocalStorage,
+   * because on Node 20 that tracks every promise of every request, hits included.
+   */
+  async getImage(
+    variant: ImageVariant,
+    requestId?: string,
+  ): Promise<CacheLookup> {
     const key = variantKey(variant);
     const inMemory = this.memory.load(key);
     if (inMemory && !this.freshness(inMemory).stale) {
       this.disk.touch(key);
       return { image: inMemory, status: 'HIT', outcome: MEMORY_HIT };
     }
-    return undefined;
-  }
-
-  /** The image to serve for `variant`: from the first tier with a fresh one, else fetched. */
-  async getImage(variant: ImageVariant): Promise<CacheLookup> {
-    const hit = this.memoryHit(variant);
-    if (hit) {
-      return hit;
-    }
-    const key = variantKey(variant);
-    const inMemory = this.memory.load(key);
     const failure = this.recentFailure(key);
     // While the upstream fails for this variant, an expired image in memory is served as it
     // is: no tier below holds a newer one, unless another replica stored it, and its notice
@@ -177,7 +173,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     const joined = this.fetches.isRunning(key);
     try {
       const { image, byAnotherReplica } = await this.fetches.run(key, () =>
-        this.fetchOnce(key, variant),
+        this.fetchOnce(key, variant, requestId),
       );
       return {
         image,
@@ -266,13 +262,14 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   private async fetchOnce(
     key: string,
     variant: ImageVariant,
+    requestId: string | undefined,
   ): Promise<Fetched> {
     const waitMs = this.sharedCache.lockTtlMs + this.upstream.timeoutMs;
     const giveUpAt = performance.now() + waitMs;
     for (;;) {
       const lock = await this.shared.lock(key);
       if (lock === 'unavailable') {
-        return this.fetchHere(key, variant);
+        return this.fetchHere(key, variant, requestId);
       }
       if (lock !== 'held') {
         try {
@@ -281,7 +278,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
           const stored = await this.settledByAnotherReplica(key);
           return stored
             ? { image: stored, byAnotherReplica: true }
-            : await this.fetchHere(key, variant);
+            : await this.fetchHere(key, variant, requestId);
         } finally {
           await this.shared.unlock(lock);
         }
@@ -307,9 +304,10 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   private async fetchHere(
     key: string,
     variant: ImageVariant,
+    requestId: string | undefined,
   ): Promise<Fetched> {
     return {
-      image: await this.fetchAndStore(key, variant),
+      image: await this.fetchAndStore(key, variant, requestId),
       byAnotherReplica: false,
     };
   }
@@ -415,10 +413,13 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   private async fetchAndStore(
     key: string,
     variant: ImageVariant,
+    requestId: string | undefined,
   ): Promise<CachedImage> {
     let fetched: UpstreamImage;
     try {
-      fetched = await this.limiter.run(() => this.client.fetchImage(variant));
+      fetched = await this.limiter.run(() =>
+        this.client.fetchImage(variant, requestId),
+      );
     } catch (error) {
       if (error instanceof UpstreamBusyException) {
         throw error; // our own saturation, not the upstream's failure: nothing to remember

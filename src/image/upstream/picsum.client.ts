@@ -59,9 +59,13 @@ export class PicsumClient {
 
   /**
    * Fetches one image of `variant`. Each fetch is counted and timed in the metrics by outcome,
-   * and logged on one line: variant, URL, outcome, bytes and duration.
+   * and logged on one line: variant, URL, outcome, bytes and duration, and the id of the request
+   * that started it.
    */
-  async fetchImage(variant: ImageVariant): Promise<UpstreamImage> {
+  async fetchImage(
+    variant: ImageVariant,
+    requestId?: string,
+  ): Promise<UpstreamImage> {
     const startedAt = performance.now();
     const key = variantKey(variant);
     let url = `${this.config.baseUrl}${upstreamPath(variant)}`;
@@ -69,9 +73,10 @@ export class PicsumClient {
       const image = await this.follow(variant, (next) => (url = next));
       const ms = performance.now() - startedAt;
       this.metrics.upstreamFetched('success', ms / 1000);
-      this.logger.log(
-        `Upstream fetch of ${key} from ${image.source}: success, ${image.body.length} bytes of ${image.contentType} in ${Math.round(ms)} ms`,
-      );
+      this.logger.log({
+        requestId,
+        message: `Upstream fetch of ${key} from ${image.source}: success, ${image.body.length} bytes of ${image.contentType} in ${Math.round(ms)} ms`,
+      });
       return image;
     } catch (error) {
       const ms = performance.now() - startedAt;
@@ -82,9 +87,10 @@ export class PicsumClient {
         error instanceof HttpException && error.cause !== undefined
           ? `; ${errorMessage(error.cause)}`
           : '';
-      this.logger.warn(
-        `Upstream fetch of ${key} from ${url}: ${outcome} in ${Math.round(ms)} ms (${errorMessage(error)}${cause})`,
-      );
+      this.logger.warn({
+        requestId,
+        message: `Upstream fetch of ${key} from ${url}: ${outcome} in ${Math.round(ms)} ms (${errorMessage(error)}${cause})`,
+      });
       throw error;
     }
   }
