@@ -11,9 +11,10 @@ import { loggingConfig } from '../config/logging.config';
  * Logs through pino (Fastify's own logger) by way of nestjs-pino: JSON lines (`LOG_FORMAT=json`,
  * the default in production) or readable ones (`pretty`), at `LOG_LEVEL`. Every line has
  * `time`, `level`, `message` and `context`. Each request gets an id (a safe incoming
- * `x-request-id`, or a new UUID), echoed in the reply and carried by the lines logged while it
- * is served. Access lines are at `debug`, so a hit logs nothing at `info`; they hold the method,
- * URL, status and time, never a header, so no credential reaches a log.
+ * `x-request-id`, or a new UUID; see ConnectionPolicy), echoed in the reply and carried by the
+ * line of the upstream fetch it starts, and at `debug` by every line logged while it is served.
+ * Access lines are at `debug`, so a hit logs nothing at `info`; they hold the method, URL,
+ * status and time, never a header, so no credential reaches a log.
  */
 @Module({
   imports: [
