@@ -361,6 +361,70 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
     });
   });
 
+  describe('fresh hits in memory (answered by FreshHitHook, before the controller)', () => {
+    /** The headers of a reply, without those that differ between any two replies. */
+    function replyHeaders(response: request.Response): Record<string, string> {
+      const headers = { ...(response.headers as Record<string, string>) };
+      delete headers.date;
+      delete headers['x-request-id'];
+      return headers;
+    }
+
+    it('sends exactly what the controller sends for the same hit', async () => {
+      await request(http).get('/image').expect(200);
+      service.clock.advanceSeconds(42);
+
+      const fast = await request(http).get('/image').expect(200);
+      // A conditional request is left to the controller, which sends the whole image when
+      // the ETag differs.
+      const viaController = await request(http)
+        .get('/image')
+        .set('If-None-Match', '"another"')
+        .expect(200);
+
+      expect(replyHeaders(fast)).toEqual(replyHeaders(viaController));
+      expect(fast.headers).toMatchObject({
+        'x-cache': 'HIT',
+        age: '42',
+        'cache-status': `image-cache; hit; ttl=${TTL_SECONDS - 42}; detail=memory`,
+        'x-content-type-options': 'nosniff',
+        'content-security-policy': "default-src 'none'; sandbox",
+      });
+      expect(fast.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      expect(fast.body).toEqual(viaController.body);
+    });
+
+    it('makes the headers of each second of age anew', async () => {
+      await request(http).get('/image').expect(200);
+
+      service.clock.advanceSeconds(5);
+      const early = await request(http).get('/image').expect(200);
+      service.clock.advanceSeconds(1);
+      const later = await request(http).get('/image').expect(200);
+
+      expect([early.headers.age, later.headers.age]).toEqual(['5', '6']);
+      expect(later.headers['cache-status']).toBe(
+        `image-cache; hit; ttl=${TTL_SECONDS - 6}; detail=memory`,
+      );
+    });
+
+    it('tells apart queries that name the same variant and refuses a bad one after a good one', async () => {
+      const plain = await request(http)
+        .get('/image?width=300&height=300')
+        .expect(200);
+
+      const spelled = await request(http)
+        .get('/image?height=300&width=300')
+        .expect(200);
+      await request(http).get('/image?width=300&height=300&nope=1').expect(400);
+      await request(http).get('/image?width=300&height=300x').expect(400);
+
+      expect(spelled.headers['x-cache']).toBe('HIT');
+      expect(spelled.headers.etag).toBe(plain.headers.etag);
+      expect(upstream.fetches).toBe(1);
+    });
+  });
+
   describe('GET /image/info', () => {
     it('answers 404 with a JSON error before anything is cached, without fetching', async () => {
       const response = await request(http).get('/image/info').expect(404);

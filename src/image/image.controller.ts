@@ -11,19 +11,13 @@ import {
 } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { CacheMetrics } from '../metrics/cache-metrics';
-import { cacheStatusOf, cacheStatusOfError } from './cache/cache-outcome';
+import { cacheStatusOfError } from './cache/cache-outcome';
 import { CacheService } from './cache/cache.service';
-import { ifNoneMatchMatches } from './conditional-request';
 import type { ImageInfo } from './image-info';
 import { type ImageVariant, variantKey } from './image-variant';
 import { ImageVariantPipe } from './image-variant.pipe';
+import { sendImage } from './image-reply';
 import { UpstreamBusyException } from './upstream/upstream-busy.exception';
-
-/**
- * Whatever an image body holds, a browser that opens it as a document runs nothing and loads
- * nothing on our origin (`X-Content-Type-Options: nosniff` is on every reply, see ConnectionPolicy).
- */
-const IMAGE_CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox";
 
 @Controller('image')
 export class ImageController {
@@ -58,25 +52,12 @@ export class ImageController {
       throw error;
     }
     this.metrics.answered(lookup);
-    const { image, status, outcome } = lookup;
-    const freshness = this.cache.freshness(image);
-    // A cache downstream counts freshness as max-age minus Age, so max-age carries the whole
-    // lifetime and Age the time already spent; a stale image must not be reused at all.
-    const maxAge = freshness.stale ? 0 : freshness.ttlSeconds;
-    void reply.headers(image.validatorHeaders).headers({
-      'cache-control': `public, max-age=${maxAge}`,
-      age: String(freshness.ageSeconds),
-      'x-cache': status,
-      'cache-status': cacheStatusOf(
-        outcome,
-        freshness.ttlSeconds - freshness.ageSeconds,
-      ),
-      'content-security-policy': IMAGE_CONTENT_SECURITY_POLICY,
-    });
-    if (ifNoneMatchMatches(ifNoneMatch, image.etag)) {
-      return reply.code(304).send();
-    }
-    return reply.headers(image.bodyHeaders).send(image.body);
+    return sendImage(
+      reply,
+      lookup,
+      this.cache.freshness(lookup.image),
+      ifNoneMatch,
+    );
   }
 
   /** Describes the cached image of a variant without ever fetching one. */

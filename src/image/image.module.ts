@@ -3,6 +3,7 @@ import { Module } from '@nestjs/common';
 import { CacheService } from './cache/cache.service';
 import { Clock } from './cache/clock';
 import { DiskStore } from './cache/disk-store';
+import { FreshHitHook } from './fresh-hit.hook';
 import { ImageVariantPipe } from './image-variant.pipe';
 import { ImageController } from './image.controller';
 import { MemoryTier } from './cache/memory-tier';
@@ -26,6 +27,7 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
     Clock,
     ImageVariantPipe,
     TierMetrics,
+    FreshHitHook,
   ],
   exports: [DiskStore, SharedTier],
 })

@@ -144,11 +144,11 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     requestId?: string,
   ): Promise<CacheLookup> {
     const key = variantKey(variant);
-    const inMemory = this.memory.load(key);
-    if (inMemory && !this.freshness(inMemory).stale) {
-      this.disk.touch(key);
-      return { image: inMemory, status: 'HIT', outcome: MEMORY_HIT };
+    const hit = this.freshInMemory(key);
+    if (hit) {
+      return hit;
     }
+    const inMemory = this.memory.load(key);
     const failure = this.recentFailure(key);
     // While the upstream fails for this variant, an expired image in memory is served as it
     // is: no tier below holds a newer one, unless another replica stored it, and its notice
@@ -191,6 +191,19 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         status: httpError.getStatus(),
       });
     }
+  }
+
+  /**
+   * A fresh hit in memory for the variant `key`, or nothing: the one lookup that never waits,
+   * which `getImage` tries first and FreshHitHook answers without the rest of the request path.
+   */
+  freshInMemory(key: string): CacheLookup | undefined {
+    const image = this.memory.load(key);
+    if (image === undefined || this.isStale(image.fetchedAt)) {
+      return undefined;
+    }
+    this.disk.touch(key);
+    return { image, status: 'HIT', outcome: MEMORY_HIT };
   }
 
   /** The cached image for `variant`, fresh or stale, without ever calling the upstream. */

@@ -1,0 +1,100 @@
+import { Injectable, type OnModuleInit } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { LRUCache } from 'lru-cache';
+import { CacheMetrics } from '../metrics/cache-metrics';
+import { CacheService } from './cache/cache.service';
+import { variantKey } from './image-variant';
+import { ImageVariantPipe } from './image-variant.pipe';
+import { memoryHitHeaders } from './image-reply';
+
+/** The route whose fresh hits this hook answers, as Fastify names it. */
+const IMAGE_ROUTE = '/image';
+/** Raw query strings whose variant is remembered: the popular ones, bounded whatever clients send. */
+const REMEMBERED_QUERIES = 1000;
+
+/**
+ * The fast path of `GET`/`HEAD /image`: a fresh hit in memory, the reply to nearly every
+ * request, is answered from a Fastify `onRequest` hook, before Nest's router, param pipes and
+ * exception filters run, with what ImageController would send (the same `sendImage`, counted
+ * the same in the metrics). Everything else (a miss, a stale entry, a lower tier, a bad query)
+ * goes on to ImageController.
+ *
+ * The query is validated once per distinct raw query string by the same ImageVariantPipe the
+ * controller uses, and its variant key remembered in a small LRU, so a hit parses nothing.
+ * Fastify has routed the request when `onRequest` runs, so the hook knows the route template;
+ * its `onResponse` hooks (HttpRequestMetrics) run for these replies too.
+ */
+@Injectable()
+export class FreshHitHook implements OnModuleInit {
+  private readonly keys = new LRUCache<string, string>({
+    max: REMEMBERED_QUERIES,
+  });
+
+  constructor(
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly cache: CacheService,
+    private readonly variants: ImageVariantPipe,
+    private readonly metrics: CacheMetrics,
+  ) {}
+
+  onModuleInit(): void {
+    const fastify =
+      this.adapterHost.httpAdapter?.getInstance<FastifyInstance>();
+    if (!fastify?.addHook) {
+      return; // an application context without an HTTP server, as in some tests
+    }
+    fastify.addHook('onRequest', (request, reply, done) => {
+      if (!this.answeredFromMemory(request, reply)) {
+        done();
+      }
+    });
+  }
+
+  /**
+   * Sends the fresh image in memory for the request, if it is one for `/image` and there is
+   * one. The reply is written to Node's response directly (`reply.hijack()`), with headers
+   * made once per image and second, so a hit builds no header object of its own; Node sends
+   * no body for a HEAD. A conditional request goes on to the controller, which answers 304s.
+   */
+  private answeredFromMemory(
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): boolean {
+    if (
+      request.routeOptions.url !== IMAGE_ROUTE ||
+      request.headers['if-none-match'] !== undefined
+    ) {
+      return false;
+    }
+    const key = this.keyOf(request);
+    const hit = key === undefined ? undefined : this.cache.freshInMemory(key);
+    if (hit === undefined) {
+      return false;
+    }
+    this.metrics.answered(hit);
+    reply.hijack();
+    reply.raw.writeHead(
+      200,
+      memoryHitHeaders(hit, this.cache.freshness(hit.image)),
+    );
+    reply.raw.end(hit.image.body);
+    return true;
+  }
+
+  /** The variant key of the request's query, or nothing when it is invalid (the controller says why). */
+  private keyOf(request: FastifyRequest): string | undefined {
+    const queryStart = request.url.indexOf('?');
+    const query = queryStart < 0 ? '' : request.url.slice(queryStart + 1);
+    let key = this.keys.get(query);
+    if (key === undefined) {
+      try {
+        key = variantKey(this.variants.transform(request.query));
+      } catch {
+        return undefined;
+      }
+      this.keys.set(query, key);
+    }
+    return key;
+  }
+}
