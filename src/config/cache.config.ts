@@ -13,6 +13,8 @@ export const cacheConfig = registerAs('cache', () => {
     memoryMaxBytes: env.CACHE_MEMORY_MAX_SIZE,
     /** Budget of `directory`, in bytes, temporary files included. */
     diskMaxBytes: env.CACHE_DISK_MAX_SIZE,
+    /** Whether each stored file and the directory are fsynced, so entries survive a power loss. */
+    diskFsync: env.CACHE_DISK_FSYNC,
     cleanupIntervalSeconds: env.CACHE_CLEANUP_INTERVAL_SECONDS,
     /** How often readiness may write a probe file to the disk; in between it answers from the last result. */
     readinessDiskCheckIntervalMs: env.READINESS_DISK_CHECK_INTERVAL_MS,

@@ -18,6 +18,7 @@ describe(parseEnvironment.name, () => {
       UPSTREAM_QUEUE_TIMEOUT_MS: 2000,
       CACHE_MEMORY_MAX_SIZE: 64 * 1024 * 1024,
       CACHE_DISK_MAX_SIZE: 512 * 1024 * 1024,
+      CACHE_DISK_FSYNC: false,
       CACHE_CLEANUP_INTERVAL_SECONDS: 600,
       SHUTDOWN_DRAIN_MS: 5000,
       CLIENT_IDLE_TIMEOUT_MS: 30_000,
@@ -81,6 +82,15 @@ describe(parseEnvironment.name, () => {
     expect(env.IMAGE_HEIGHT).toBeUndefined();
   });
 
+  it('reads CACHE_DISK_FSYNC as true or false only', () => {
+    expect(
+      parseEnvironment({ CACHE_DISK_FSYNC: 'true' }).CACHE_DISK_FSYNC,
+    ).toBe(true);
+    expect(
+      parseEnvironment({ CACHE_DISK_FSYNC: 'false' }).CACHE_DISK_FSYNC,
+    ).toBe(false);
+  });
+
   it.each([
     ['CACHE_TTL_SECONDS', 'abc', 'an integer from 1 to 31536000'],
     ['CACHE_TTL_SECONDS', '0', 'an integer from 1 to 31536000'],
@@ -106,6 +116,7 @@ describe(parseEnvironment.name, () => {
     ],
     ['CACHE_MEMORY_MAX_SIZE', '-1', 'a size in bytes or a Kubernetes quantity'],
     ['UPSTREAM_MAX_CONCURRENCY', '0', 'an integer from 1 to 1024'],
+    ['CACHE_DISK_FSYNC', 'yes', 'true or false'],
     ['CLIENT_IDLE_TIMEOUT_MS', '10', 'an integer from 1000 to 3600000'],
     ['MAX_CONNECTIONS', '0', 'an integer from 1 to 1000000'],
     [

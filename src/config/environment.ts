@@ -35,6 +35,11 @@ function byteSize(min: number) {
 }
 
 /** A DNS name or IP address as it appears in a URL's host, without scheme, port or path. */
+/** `true` or `false`, nothing else: a typo must not silently mean either. */
+const flag = z
+  .enum(['true', 'false'], { error: 'true or false' })
+  .transform((value) => value === 'true');
+
 const HOST_NAME =
   /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$/;
 
@@ -122,6 +127,7 @@ export const environmentSchema = z.object({
   CACHE_STALE_IF_ERROR_SECONDS: integer(0, SECONDS_PER_YEAR).optional(),
   CACHE_MEMORY_MAX_SIZE: byteSize(0).default(64 * MEBIBYTE),
   CACHE_DISK_MAX_SIZE: byteSize(MEBIBYTE).default(512 * MEBIBYTE),
+  CACHE_DISK_FSYNC: flag.default(false),
   CACHE_CLEANUP_INTERVAL_SECONDS: integer(1, 86_400).default(600),
   PICSUM_BASE_URL: httpUrl.default('https://picsum.photos'),
   IMAGE_WIDTH: integer(1, MAX_IMAGE_SIDE).default(1200),

@@ -10,6 +10,7 @@ export async function openDiskStore(
   diskMaxBytes: number,
   clock: FakeClock,
   readinessDiskCheckIntervalMs = 5000,
+  diskFsync = false,
 ): Promise<DiskStore> {
   const moduleRef = await Test.createTestingModule({
     providers: [
@@ -17,7 +18,12 @@ export async function openDiskStore(
       { provide: Clock, useValue: clock },
       {
         provide: cacheConfig.KEY,
-        useValue: { directory, diskMaxBytes, readinessDiskCheckIntervalMs },
+        useValue: {
+          directory,
+          diskMaxBytes,
+          readinessDiskCheckIntervalMs,
+          diskFsync,
+        },
       },
     ],
   }).compile();

@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import {
+  type FileHandle,
   mkdir,
   mkdtemp,
+  open,
   readdir,
   readFile,
   rm,
@@ -34,8 +36,23 @@ describe(DiskStore.name, () => {
   function openStore(
     cacheDir = directory,
     diskMaxBytes = 64 * 1024 * 1024,
+    diskFsync = false,
   ): Promise<DiskStore> {
-    return openDiskStore(cacheDir, diskMaxBytes, clock, CHECK_INTERVAL_MS);
+    return openDiskStore(
+      cacheDir,
+      diskMaxBytes,
+      clock,
+      CHECK_INTERVAL_MS,
+      diskFsync,
+    );
+  }
+
+  /** The prototype of Node's FileHandle, whose methods every file write of the store goes through. */
+  async function fileHandlePrototype(): Promise<FileHandle> {
+    const handle = await open(join(directory, 'handle-probe'), 'w');
+    await handle.close();
+    await rm(join(directory, 'handle-probe'));
+    return Object.getPrototypeOf(handle) as FileHandle;
   }
 
   beforeEach(async () => {
@@ -91,6 +108,90 @@ describe(DiskStore.name, () => {
       name.endsWith('.img'),
     );
     expect(bodies).toHaveLength(1);
+  });
+
+  it('takes saves of one key in turn: the last one started is the entry, and only its body stays', async () => {
+    const store = await openStore();
+
+    await Promise.all(
+      ['first', 'second', 'third'].map((text) =>
+        store.save(cachedImageOf('k', text)),
+      ),
+    );
+
+    expect((await store.load('k'))?.body.toString()).toContain('third');
+    const names = await readdir(directory);
+    expect(names.filter((name) => name.endsWith('.img'))).toHaveLength(1);
+    expect(names.filter((name) => name.endsWith('.meta.json'))).toHaveLength(1);
+    expect(store.usedBytes).toBe(ENTRY);
+  });
+
+  it('writes entries of different keys at once', async () => {
+    const store = await openStore();
+    const prototype = await fileHandlePrototype();
+    const original = prototype.writeFile;
+    let inFlight = 0;
+    let peak = 0;
+    const spy = jest
+      .spyOn(prototype, 'writeFile')
+      .mockImplementation(async function (this: FileHandle, ...args) {
+        inFlight += 1;
+        peak = Math.max(peak, inFlight);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        try {
+          return await original.apply(this, args);
+        } finally {
+          inFlight -= 1;
+        }
+      });
+    try {
+      await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          store.save(cachedImageOf(`k${i}`, `${i}`)),
+        ),
+      );
+    } finally {
+      spy.mockRestore();
+    }
+
+    expect(peak).toBeGreaterThan(1);
+    expect(store.entryCount).toBe(6);
+  });
+
+  it('fsyncs files and the directory only with CACHE_DISK_FSYNC', async () => {
+    const prototype = await fileHandlePrototype();
+    const sync = jest.spyOn(prototype, 'sync');
+    try {
+      const store = await openStore(directory, 64 * 1024 * 1024, false);
+      sync.mockClear(); // the start-up probe's
+      await store.save(cachedImageOf('plain', 'plain'));
+      expect(sync).not.toHaveBeenCalled();
+
+      const durable = await openStore(directory, 64 * 1024 * 1024, true);
+      sync.mockClear();
+      await durable.save(cachedImageOf('durable', 'durable'));
+      // The body, the metadata and the directory.
+      expect(sync).toHaveBeenCalledTimes(3);
+    } finally {
+      sync.mockRestore();
+    }
+  });
+
+  it('reconciles without removing what the saves in flight are writing', async () => {
+    const store = await openStore();
+
+    await Promise.all([
+      ...Array.from({ length: 5 }, (_, i) =>
+        store.save(cachedImageOf(`k${i}`, `${i}`)),
+      ),
+      store.reconcile(),
+    ]);
+
+    expect(store.entryCount).toBe(5);
+    for (let i = 0; i < 5; i++) {
+      expect((await store.load(`k${i}`))?.body.toString()).toContain(`${i}`);
+    }
+    expect(await diskUsage(directory)).toBe(5 * ENTRY);
   });
 
   it('discards an entry whose body does not match its checksum instead of serving it', async () => {

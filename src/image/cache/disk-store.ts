@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import { Mutex } from 'async-mutex';
+import { Mutex, Semaphore } from 'async-mutex';
 import { LRUCache } from 'lru-cache';
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -32,6 +32,8 @@ const METADATA_SUFFIX = '.meta.json';
 const BODY_SUFFIX = '.img';
 const TEMP_SUFFIX = '.tmp';
 const PROBE_PREFIX = '.probe-';
+/** Writes of different keys at once: enough to keep misses from waiting on one another's I/O. */
+const CONCURRENT_WRITES = 8;
 /** Files take whole blocks on disk, and the kubelet measures an emptyDir in blocks. */
 const BLOCK_BYTES = 4096;
 /** Kept free of entries for the readiness probe's small file. */
@@ -80,18 +82,24 @@ interface IndexEntry {
  * within a byte budget (`CACHE_DISK_MAX_SIZE`, lowered at start to what the filesystem holds).
  *
  * Each entry is a body file named after its checksum plus a metadata file naming that body.
- * Both are written to a temporary file, fsynced and renamed into place, body first, and the
- * old body is removed only after the new metadata is durable. A crash at any moment therefore
- * leaves either the old entry or the new one, and whatever a crash left behind (temporary
- * files, bodies no metadata names) is swept at start. Every load verifies size, checksum and
- * that the body is a complete image, and reads only regular files, never through a link.
+ * Both are written to a temporary file and renamed into place, body first, and the old body
+ * is removed only after the new metadata is in place. A crash of the process at any moment
+ * therefore leaves either the old entry or the new one (the kernel's page cache keeps what was
+ * written), and whatever a crash left behind (temporary files, bodies no metadata names) is
+ * swept at start. A power loss may tear a file that was not yet on the device: every load
+ * verifies size, checksum and that the body is a complete image, so a torn entry is never
+ * served, only fetched again. `CACHE_DISK_FSYNC=true` also fsyncs each file and the directory
+ * before the rename counts, for entries that survive a power loss. Loads read only regular
+ * files, never through a link.
  *
  * An index in memory, rebuilt from the metadata files at start, knows every entry, its size
- * and its recency, so lookups never list or read the directory. Writes take turns: each one
- * first evicts least-recently-used entries until the new entry fits, and only then writes, so
- * the directory never holds more than the budget, temporary files included. An entry leaves
- * the index only once its files are gone; files that could not be removed are found by the
- * periodic `reconcile()` and counted against the budget until they are.
+ * and its recency, so lookups never list or read the directory. Writes run concurrently (up
+ * to `CONCURRENT_WRITES`, one at a time per key): each first reserves its entry's bytes,
+ * evicting least-recently-used entries until the stored entries plus every reservation fit
+ * the budget, and only then writes, so the directory never holds more than the budget,
+ * temporary files included. An entry leaves the index only once its files are gone; files
+ * that could not be removed are found by the periodic `reconcile()` (which waits for the
+ * writes in flight) and counted against the budget until they are.
  *
  * The directory can turn full or read-only under the service. A write that fails marks the
  * tier not writable at once (new images are then kept in memory only) and is logged once per
@@ -108,7 +116,15 @@ export class DiskStore implements CacheTier, OnModuleInit {
   private readonly checkIntervalMs: number;
   private readonly index: LRUCache<string, IndexEntry>;
   private evicted = 0;
+  /** Held briefly to change the index and the reservations: eviction, commit, removal. */
   private readonly writes = new Mutex();
+  /** One permit per write in flight; `reconcile()` takes them all, to see no half-written entry. */
+  private readonly writing = new Semaphore(CONCURRENT_WRITES);
+  /** The last write or removal of each key in flight, which the next one of the same key waits for. */
+  private readonly turns = new Map<string, Promise<void>>();
+  /** Bytes of the entries being written, counted against the budget until they are stored. */
+  private reservedBytes = 0;
+  private readonly fsync: boolean;
   private readonly writeOutage: OutageLog;
   /** Bytes of files in the directory that no entry accounts for and that could not be removed. */
   private unaccountedBytes = 0;
@@ -124,6 +140,7 @@ export class DiskStore implements CacheTier, OnModuleInit {
     this.configuredMaxBytes = config.diskMaxBytes;
     this.budgetBytes = config.diskMaxBytes;
     this.checkIntervalMs = config.readinessDiskCheckIntervalMs;
+    this.fsync = config.diskFsync;
     this.writeOutage = new OutageLog(
       this.logger,
       `Writes to CACHE_DIR=${this.directory}`,
@@ -244,54 +261,96 @@ export class DiskStore implements CacheTier, OnModuleInit {
    * tried once more.
    */
   save(image: CachedImage): Promise<boolean> {
-    return this.writes.runExclusive(async () => {
-      if (!this.health.writable && !this.checkIsDue()) {
-        return false; // known not to take writes: memory only until the next check
+    return this.inTurnOf(image.key, () =>
+      this.writing.runExclusive(() => this.write(image)),
+    );
+  }
+
+  /**
+   * Runs `task` after every write or removal of `key` started before it, so that its metadata
+   * file and the index agree on the last one.
+   */
+  private inTurnOf<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.turns.get(key) ?? Promise.resolve();
+    const turn = previous.then(task);
+    const settled = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.turns.set(key, settled);
+    void settled.then(() => {
+      if (this.turns.get(key) === settled) {
+        this.turns.delete(key);
       }
-      const bodyFile = `${this.baseName(image.key)}.${image.sha256.slice(0, 16)}${BODY_SUFFIX}`;
-      const metadata: StoredMetadata = {
-        version: 1,
-        key: image.key,
-        contentType: image.contentType,
-        bytes: image.body.length,
-        sha256: image.sha256,
-        fetchedAt: new Date(image.fetchedAt).toISOString(),
-        source: image.source,
-        bodyFile,
-        ...(image.picsumId ? { picsumId: image.picsumId } : {}),
-      };
-      const metadataText = JSON.stringify(metadata);
-      const diskBytes = diskBytesOf(image.body.length, metadataText);
-      if (diskBytes > this.budgetBytes - PROBE_RESERVE_BYTES) {
-        this.logger.warn(
-          `Not storing ${image.key} on disk: ${diskBytes} bytes exceed the disk budget (${this.budgetBytes} bytes)`,
+    });
+    return turn;
+  }
+
+  private async write(image: CachedImage): Promise<boolean> {
+    if (!this.health.writable && !this.checkIsDue()) {
+      return false; // known not to take writes: memory only until the next check
+    }
+    const bodyFile = `${this.baseName(image.key)}.${image.sha256.slice(0, 16)}${BODY_SUFFIX}`;
+    const metadata: StoredMetadata = {
+      version: 1,
+      key: image.key,
+      contentType: image.contentType,
+      bytes: image.body.length,
+      sha256: image.sha256,
+      fetchedAt: new Date(image.fetchedAt).toISOString(),
+      source: image.source,
+      bodyFile,
+      ...(image.picsumId ? { picsumId: image.picsumId } : {}),
+    };
+    const metadataText = JSON.stringify(metadata);
+    const diskBytes = diskBytesOf(image.body.length, metadataText);
+    if (diskBytes > this.budgetBytes - PROBE_RESERVE_BYTES) {
+      this.logger.warn(
+        `Not storing ${image.key} on disk: ${diskBytes} bytes exceed the disk budget (${this.budgetBytes} bytes)`,
+      );
+      return false;
+    }
+    try {
+      const reserved = await this.writes.runExclusive(() =>
+        this.reserve(image.key, diskBytes),
+      );
+      if (!reserved) {
+        this.logger.debug(
+          `Not storing ${image.key} on disk now: the writes in flight hold the rest of the budget`,
         );
         return false;
       }
+    } catch (error) {
+      this.recordWriteFailure(error);
+      return false;
+    }
+    try {
       try {
-        await this.makeRoom(diskBytes);
-        try {
-          await this.writeEntry(image, bodyFile, metadataText);
-        } catch (error) {
-          if (!isOutOfSpace(error)) {
-            throw error;
-          }
-          // Something else filled the filesystem: free what this entry needs, try once more.
-          await this.evict(diskBytes);
-          await this.writeEntry(image, bodyFile, metadataText);
-        }
+        await this.writeEntry(image, bodyFile, metadataText);
       } catch (error) {
-        this.recordWriteFailure(error);
-        return false;
+        if (!isOutOfSpace(error)) {
+          throw error;
+        }
+        // Something else filled the filesystem: free what this entry needs, try once more.
+        await this.writes.runExclusive(() => this.evict(diskBytes, image.key));
+        await this.writeEntry(image, bodyFile, metadataText);
       }
+    } catch (error) {
+      this.reservedBytes -= diskBytes;
+      this.recordWriteFailure(error);
+      return false;
+    }
+    const replaced = await this.writes.runExclusive(() => {
+      this.reservedBytes -= diskBytes;
       const previous = this.index.peek(image.key);
       this.index.set(image.key, { metadata, diskBytes });
-      if (previous && previous.metadata.bodyFile !== bodyFile) {
-        await this.removeFile(previous.metadata.bodyFile);
-      }
-      this.recordWriteSuccess();
-      return true;
+      return previous;
     });
+    if (replaced && replaced.metadata.bodyFile !== bodyFile) {
+      await this.removeFile(replaced.metadata.bodyFile);
+    }
+    this.recordWriteSuccess();
+    return true;
   }
 
   /**
@@ -299,6 +358,10 @@ export class DiskStore implements CacheTier, OnModuleInit {
    * was fetched before that moment, so a newer entry stored meanwhile stays.
    */
   delete(key: string, fetchedBefore = Infinity): Promise<void> {
+    return this.inTurnOf(key, () => this.deleteNow(key, fetchedBefore));
+  }
+
+  private deleteNow(key: string, fetchedBefore: number): Promise<void> {
     return this.writes.runExclusive(async () => {
       const entry = this.index.peek(key);
       if (!entry || Date.parse(entry.metadata.fetchedAt) >= fetchedBefore) {
@@ -321,7 +384,8 @@ export class DiskStore implements CacheTier, OnModuleInit {
     return this.writes.runExclusive(async () => {
       let removed = 0;
       for (const [key, entry] of [...this.index.entries()]) {
-        if (!isExpired(entry.metadata)) {
+        // A key being written gets a new entry; the next cleanup sees it.
+        if (!isExpired(entry.metadata) || this.turns.has(key)) {
           continue;
         }
         try {
@@ -343,37 +407,42 @@ export class DiskStore implements CacheTier, OnModuleInit {
    * counted against the budget until it can. Runs every `CACHE_CLEANUP_INTERVAL_SECONDS`.
    */
   reconcile(): Promise<void> {
-    return this.writes.runExclusive(async () => {
-      const expected = new Set<string>();
-      for (const [key, entry] of [...this.index.entries()]) {
-        const intact = await this.filesMatch(key, entry);
-        if (intact) {
-          expected.add(this.metadataName(key)).add(entry.metadata.bodyFile);
-        } else {
-          this.index.delete(key);
-          await this.removeEntryFiles(key, entry).catch(() => undefined);
-        }
+    return this.writing.runExclusive(
+      () => this.writes.runExclusive(() => this.reconcileNow()),
+      CONCURRENT_WRITES,
+    );
+  }
+
+  private async reconcileNow(): Promise<void> {
+    const expected = new Set<string>();
+    for (const [key, entry] of [...this.index.entries()]) {
+      const intact = await this.filesMatch(key, entry);
+      if (intact) {
+        expected.add(this.metadataName(key)).add(entry.metadata.bodyFile);
+      } else {
+        this.index.delete(key);
+        await this.removeEntryFiles(key, entry).catch(() => undefined);
       }
-      let unaccounted = 0;
-      for (const name of await readdir(this.directory)) {
-        // A readiness probe's file may be there for a moment: it removes it itself.
-        if (expected.has(name) || name.startsWith(PROBE_PREFIX)) {
-          continue;
-        }
-        const path = join(this.directory, name);
-        const info = await lstat(path).catch(() => undefined);
-        try {
-          await rm(path, { force: true });
-          this.logger.log(`Removed ${name}, which no cached image names`);
-        } catch (error) {
-          unaccounted += blocksOf(info?.size ?? 0);
-          this.logger.warn(
-            `Could not remove ${name}, which no cached image names; its ${info?.size ?? 0} bytes count against the budget: ${errorMessage(error)}`,
-          );
-        }
+    }
+    let unaccounted = 0;
+    for (const name of await readdir(this.directory)) {
+      // A readiness probe's file may be there for a moment: it removes it itself.
+      if (expected.has(name) || name.startsWith(PROBE_PREFIX)) {
+        continue;
       }
-      this.unaccountedBytes = unaccounted;
-    });
+      const path = join(this.directory, name);
+      const info = await lstat(path).catch(() => undefined);
+      try {
+        await rm(path, { force: true });
+        this.logger.log(`Removed ${name}, which no cached image names`);
+      } catch (error) {
+        unaccounted += blocksOf(info?.size ?? 0);
+        this.logger.warn(
+          `Could not remove ${name}, which no cached image names; its ${info?.size ?? 0} bytes count against the budget: ${errorMessage(error)}`,
+        );
+      }
+    }
+    this.unaccountedBytes = unaccounted;
   }
 
   private checkIsDue(): boolean {
@@ -457,28 +526,30 @@ export class DiskStore implements CacheTier, OnModuleInit {
     metadataText: string,
   ): Promise<void> {
     const previousBody = this.index.peek(image.key)?.metadata.bodyFile;
-    await this.writeDurably(join(this.directory, bodyFile), image.body);
+    await this.writeFile(join(this.directory, bodyFile), image.body);
     try {
-      await this.writeDurably(this.metadataPath(image.key), metadataText);
+      await this.writeFile(this.metadataPath(image.key), metadataText);
     } catch (error) {
       if (bodyFile !== previousBody) {
         await this.removeFile(bodyFile);
       }
       throw error;
     }
-    await this.syncDirectory();
+    if (this.fsync) {
+      await this.syncDirectory();
+    }
   }
 
-  private async writeDurably(
-    path: string,
-    data: string | Buffer,
-  ): Promise<void> {
+  /** Writes a temporary file and renames it to `path`; with `CACHE_DISK_FSYNC`, fsyncs it first. */
+  private async writeFile(path: string, data: string | Buffer): Promise<void> {
     const temporary = join(this.directory, `.${randomUUID()}${TEMP_SUFFIX}`);
     try {
       const file = await open(temporary, 'wx', 0o644);
       try {
         await file.writeFile(data);
-        await file.sync();
+        if (this.fsync) {
+          await file.sync();
+        }
       } finally {
         await file.close();
       }
@@ -500,38 +571,61 @@ export class DiskStore implements CacheTier, OnModuleInit {
   }
 
   /**
-   * Makes room for `bytes` more: evicts least-recently-used entries until the stored entries,
-   * the new one, the probe's reserve and any unaccounted files fit the budget. Runs inside a
-   * write's turn; fails, storing nothing, when an eviction fails or nothing more can go.
+   * Reserves `bytes` for a write of `key`: evicts least-recently-used entries until the stored
+   * entries, every reservation (this one included), the probe's reserve and any unaccounted
+   * files fit the budget. Runs under `writes`. Returns false, reserving nothing, when only
+   * entries being written are left to evict; fails when an eviction fails or unaccounted
+   * files take the budget.
    */
-  private async makeRoom(bytes: number): Promise<void> {
+  private async reserve(key: string, bytes: number): Promise<boolean> {
     const limit =
       this.budgetBytes - PROBE_RESERVE_BYTES - this.unaccountedBytes;
-    while (this.index.size > 0 && this.index.calculatedSize + bytes > limit) {
-      await this.removeLeastRecentlyUsed();
+    const needed = () => this.index.calculatedSize + this.reservedBytes + bytes;
+    while (needed() > limit) {
+      if ((await this.removeLeastRecentlyUsed(key)) === 0) {
+        break;
+      }
     }
-    if (this.index.calculatedSize + bytes > limit) {
-      throw new Error(
-        `no room for ${bytes} bytes: ${this.unaccountedBytes} bytes of files that could not be removed take the budget`,
-      );
+    if (needed() <= limit) {
+      this.reservedBytes += bytes;
+      return true;
     }
+    if (this.reservedBytes > 0) {
+      return false;
+    }
+    throw new Error(
+      `no room for ${bytes} bytes: ${this.unaccountedBytes} bytes of files that could not be removed take the budget`,
+    );
   }
 
   /** Evicts least-recently-used entries until they freed at least `bytes` (or none is left). */
-  private async evict(bytes: number): Promise<void> {
+  private async evict(bytes: number, writing: string): Promise<void> {
     let freed = 0;
-    while (freed < bytes && this.index.size > 0) {
-      freed += await this.removeLeastRecentlyUsed();
+    while (freed < bytes) {
+      const removed = await this.removeLeastRecentlyUsed(writing);
+      if (removed === 0) {
+        return;
+      }
+      freed += removed;
     }
   }
 
-  /** Returns the bytes freed. */
-  private async removeLeastRecentlyUsed(): Promise<number> {
-    const key = this.index.rkeys().next().value as string;
-    const entry = this.index.peek(key) as IndexEntry;
-    await this.remove(key, entry);
-    this.evicted += 1;
-    return entry.diskBytes;
+  /**
+   * Evicts the least recently used entry that no other write is replacing (its new metadata
+   * may be in place already), the previous entry of `writing` included. Returns the bytes
+   * freed, 0 when there was none to evict.
+   */
+  private async removeLeastRecentlyUsed(writing: string): Promise<number> {
+    for (const key of this.index.rkeys()) {
+      if (key !== writing && this.turns.has(key)) {
+        continue;
+      }
+      const entry = this.index.peek(key) as IndexEntry;
+      await this.remove(key, entry);
+      this.evicted += 1;
+      return entry.diskBytes;
+    }
+    return 0;
   }
 
   /** Removes an entry's files, then the entry: while its files stay, its bytes stay counted. */
