@@ -129,6 +129,8 @@ describe(DiskStore.name, () => {
   it('writes entries of different keys at once', async () => {
     const store = await openStore();
     const prototype = await fileHandlePrototype();
+    // The real method, called with each handle as `this` below.
+    // eslint-disable-next-line @typescript-eslint/unbound-method
     const original = prototype.writeFile;
     let inFlight = 0;
     let peak = 0;
