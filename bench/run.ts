@@ -1,130 +1,157 @@
 /**
- * `npm run bench`: the service against nginx's proxy_cache and a naive baseline, and the
- * service with its shared tier on a real redis-server, all on 127.0.0.1 in front of the same
- * fake Picsum, in interleaved rounds. Prints a Markdown table
- * and writes it to bench/RESULTS.md. Settings: BENCH_ROUNDS (5), BENCH_SECONDS (4),
- * BENCH_WARMUP_SECONDS (3).
+ * `npm run bench`: the service against plain `node:http` (the limit of any Node.js server),
+ * nginx's proxy_cache, Varnish and a naive baseline, all on 127.0.0.1 in front of the same fake
+ * Picsum. Every server runs alone on one CPU (SERVER_CPU), wrk and this runner on the other, so
+ * the comparison is per core and does not depend on what else the machine does. Servers take
+ * turns in interleaved rounds; beside req/s each round reports the CPU time the server used
+ * per 1000 requests (/proc/<pid>/stat), the steadier figure. Prints a Markdown report and
+ * writes it to bench/RESULTS.md. Settings: BENCH_ROUNDS (3), BENCH_SECONDS (4),
+ * BENCH_WARMUP_SECONDS (2); a run with any of them set leaves RESULTS.md alone.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakePicsum } from '../test/fake-picsum/fake-picsum.server';
 import { diskUsage } from '../test/support/disk-usage';
 import { RedisServer } from '../test/support/redis-server';
 import {
+  type ColdMissLatency,
+  type LoadRow,
+  type OverBudgetRun,
+  renderReport,
+  type SharedTierCost,
+  type StampedeResult,
+} from './report';
+import {
   type BenchServer,
+  LOAD_CPU,
   ROOT,
   startNaive,
   startNginx,
+  startNodeAnchor,
   startService,
-  versionOf,
+  startVarnish,
 } from './servers';
 import { type LoadResult, type RequestMix, runWrk, zipfMix } from './wrk';
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+export const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 /** Load before the measured rounds, so every server runs its steady state (Node: optimised code). */
-const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
-const CONNECTIONS = [8, 64];
+export const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 2);
 const IMAGE_BYTES = 200_000;
+const SMALL_IMAGE_BYTES = 15_000;
 const STAMPEDE_REQUESTS = 100;
-const MIB = 1024 * 1024;
+const COLD_MISSES = 200;
 const SERVICE = 'image-cache';
 const SERVICE_WITH_REDIS = 'image-cache + Redis';
 
 const HOT: RequestMix = { name: 'hot', paths: ['/image'], weights: [1] };
+const SMALL: RequestMix = {
+  name: 'small',
+  paths: ['/image?width=320&height=240'],
+  weights: [1],
+};
 /** 200 variants, about 40 MB: they fit the default 64 MiB memory tier. */
 const WORKING_SET = zipfMix(
   'zipf-200',
   Array.from({ length: 200 }, (_, i) => `/image?width=${1000 + i}&height=800`),
 );
-
-interface Row {
-  scenario: string;
-  connections: number;
-  server: string;
-  result: LoadResult;
-}
+/** About 200 MB, uniform: twice the over-budget run's 128 MiB disk budget (and nginx's max_size). */
+const OVER_BUDGET: RequestMix = {
+  name: 'uniform-1000',
+  paths: Array.from(
+    { length: 1000 },
+    (_, i) => `/image?width=${2000 + i}&height=900`,
+  ),
+  weights: Array.from({ length: 1000 }, () => 1),
+};
+const OVER_BUDGET_MEMORY = '64Mi';
+const OVER_BUDGET_DISK = '128Mi';
 
 async function main(): Promise<void> {
+  // This runner (and the fake upstream in it) shares LOAD_CPU with wrk.
+  execFileSync('taskset', ['-pc', LOAD_CPU, String(process.pid)]);
   const work = mkdtempSync(join(tmpdir(), 'image-cache-bench-'));
   const upstream = new FakePicsum();
   upstream.jpegBytes = IMAGE_BYTES;
   await upstream.start();
-  const upstreamPort = Number(new URL(upstream.baseUrl).port);
+  const apiPort = Number(new URL(upstream.baseUrl).port);
+  const imagePort = Number(new URL(upstream.imageBaseUrl).port);
   const servers: BenchServer[] = [];
   const redis = await RedisServer.start();
   try {
-    servers.push(
-      await startService(SERVICE, upstream.baseUrl, join(work, 'service')),
-      await startNginx(upstreamPort, join(work, 'nginx')),
-      await startNaive(upstream.baseUrl, join(work, 'naive')),
+    const service = await startService(
+      SERVICE,
+      upstream.baseUrl,
+      join(work, 'service'),
     );
-    const [service, nginx] = servers;
+    servers.push(service);
+    const caches = [
+      service,
+      await startNginx(apiPort, join(work, 'nginx')),
+      await startVarnish(apiPort, imagePort, join(work, 'varnish')),
+      await startNaive(upstream.baseUrl, join(work, 'naive')),
+    ];
+    servers.push(...caches.slice(1));
 
-    log('warming every cache with the hot image and the 200 variants');
-    for (const server of servers) {
-      await warm(server, [...HOT.paths, ...WORKING_SET.paths]);
+    log('warming every cache with the hot and the small image');
+    for (const server of caches) {
+      await warm(server, HOT.paths, IMAGE_BYTES);
+    }
+    upstream.jpegBytes = SMALL_IMAGE_BYTES;
+    for (const server of caches) {
+      await warm(server, SMALL.paths, SMALL_IMAGE_BYTES);
+    }
+    upstream.jpegBytes = IMAGE_BYTES;
+    const anchors = new Map<string, BenchServer>();
+    for (const mix of [HOT, SMALL]) {
+      const anchor = await startNodeAnchor(
+        await captureHit(service, mix.paths[0], join(work, mix.name)),
+      );
+      servers.push(anchor);
+      anchors.set(mix.name, anchor);
     }
 
-    const rows: Row[] = [];
-    for (const mix of [HOT, WORKING_SET]) {
-      for (const server of servers) {
-        await runWrk(server.url, mix, 64, WARMUP_SECONDS, work);
-      }
-      for (const connections of CONNECTIONS) {
-        const results = new Map<string, LoadResult[]>();
-        for (let round = 1; round <= ROUNDS; round++) {
-          // Every other round in reverse order, so no server always runs right after the
-          // same one, or always first while the machine is cool.
-          const order = round % 2 === 0 ? [...servers].reverse() : servers;
-          for (const server of order) {
-            const result = await runWrk(
-              server.url,
-              mix,
-              connections,
-              SECONDS,
-              work,
-            );
-            results.set(server.name, [
-              ...(results.get(server.name) ?? []),
-              result,
-            ]);
-            server.peakRss();
-            log(
-              `${mix.name} c=${connections} round ${round} ${server.name}: ${Math.round(result.requestsPerSecond)} req/s, p99 ${result.p99Ms.toFixed(2)} ms`,
-            );
-          }
-        }
-        for (const server of servers) {
-          rows.push({
-            scenario: mix.name,
-            connections,
-            server: server.name,
-            result: median(results.get(server.name) ?? []),
-          });
-        }
-      }
-    }
-
-    const rss = servers.map((server) => ({
+    const rows: LoadRow[] = [];
+    rows.push(
+      ...(await rounds(HOT, 8, [...caches, anchorOf(anchors, HOT)], work)),
+      ...(await rounds(HOT, 64, [...caches, anchorOf(anchors, HOT)], work)),
+      ...(await rounds(SMALL, 64, [...caches, anchorOf(anchors, SMALL)], work)),
+    );
+    // The hot runs' peak: only the hot and the small image are cached so far.
+    const hotRss = caches.map((server) => ({
       name: server.name,
       bytes: server.peakRss(),
-      anonBytes: server.peakAnonRss(),
     }));
-    const stampede = await stampedes(servers, upstream);
-    const overBudget = await largeWorkingSet(upstream, work);
+    log('warming every cache with the 200 variants');
+    for (const server of caches) {
+      await warm(server, WORKING_SET.paths, IMAGE_BYTES);
+    }
+    rows.push(...(await rounds(WORKING_SET, 64, caches, work)));
+
+    const stampede = await stampedes(caches, upstream);
+    const coldMiss = await coldMissLatency(upstream, work);
+    const overBudget = await overBudgetRuns(upstream, apiPort, work);
     const sharedTier = await sharedTierCost(upstream, redis, work);
 
-    const report = renderReport(
+    const report = renderReport({
       rows,
-      rss,
+      hotRss,
       stampede,
+      coldMiss,
       overBudget,
       sharedTier,
-      nginx.name,
-      service.name,
-    );
+      settings: {
+        rounds: ROUNDS,
+        seconds: SECONDS,
+        warmupSeconds: WARMUP_SECONDS,
+        imageBytes: IMAGE_BYTES,
+        smallImageBytes: SMALL_IMAGE_BYTES,
+        overBudgetMemory: OVER_BUDGET_MEMORY,
+        overBudgetDisk: OVER_BUDGET_DISK,
+      },
+    });
     process.stdout.write(`\n${report}`);
     // A shortened run is for trying things out; only a full one replaces the recorded results.
     const shortened = [
@@ -148,15 +175,61 @@ async function main(): Promise<void> {
   }
 }
 
-/** Requests every path once, in order, and checks each answers 200 with an image. */
+function anchorOf(
+  anchors: Map<string, BenchServer>,
+  mix: RequestMix,
+): BenchServer {
+  return anchors.get(mix.name) as BenchServer;
+}
+
+/**
+ * Every server under load with `mix` at `connections`: unmeasured warm-up, then ROUNDS
+ * rounds, every other one in reverse order, so no server always runs right after the same
+ * one. Each server's row is the median round.
+ */
+async function rounds(
+  mix: RequestMix,
+  connections: number,
+  servers: BenchServer[],
+  work: string,
+): Promise<LoadRow[]> {
+  for (const server of servers) {
+    await runWrk(server.url, mix, connections, WARMUP_SECONDS, work);
+  }
+  const results = new Map<string, LoadResult[]>();
+  for (let round = 1; round <= ROUNDS; round++) {
+    const order = round % 2 === 0 ? [...servers].reverse() : servers;
+    for (const server of order) {
+      const cpuBefore = server.cpuSeconds();
+      const load = await runWrk(server.url, mix, connections, SECONDS, work);
+      const result = {
+        ...load,
+        cpuMsPer1000: ((server.cpuSeconds() - cpuBefore) * 1e6) / load.requests,
+      };
+      results.set(server.name, [...(results.get(server.name) ?? []), result]);
+      log(
+        `${mix.name} c=${connections} round ${round} ${server.name}: ${Math.round(result.requestsPerSecond)} req/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.cpuMsPer1000.toFixed(0)} CPU ms per 1000`,
+      );
+    }
+  }
+  return servers.map((server) => ({
+    scenario: mix.name,
+    connections,
+    server: server.name,
+    result: median(results.get(server.name) ?? []),
+  }));
+}
+
+/** Requests every path once, in order, and checks each answers 200 with an image of about `bytes`. */
 async function warm(
   server: BenchServer,
   paths: readonly string[],
+  bytes: number,
 ): Promise<void> {
   for (const path of paths) {
     const response = await fetch(`${server.url}${path}`);
     const body = await response.arrayBuffer();
-    if (response.status !== 200 || body.byteLength < IMAGE_BYTES / 2) {
+    if (response.status !== 200 || body.byteLength < bytes / 2) {
       throw new Error(
         `${server.name} answered ${path} with ${response.status}, ${body.byteLength} bytes`,
       );
@@ -164,11 +237,44 @@ async function warm(
   }
 }
 
+/**
+ * The service's reply to a hit on `path`, headers and body, saved for the node:http anchor,
+ * so that it sends exactly what the service sends. Returns the file naming them.
+ */
+async function captureHit(
+  service: BenchServer,
+  path: string,
+  prefix: string,
+): Promise<string> {
+  const response = await fetch(`${service.url}${path}`);
+  const body = Buffer.from(await response.arrayBuffer());
+  if (response.headers.get('x-cache') !== 'HIT') {
+    throw new Error(
+      `${path} was not a hit: ${response.headers.get('x-cache')}`,
+    );
+  }
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => {
+    // Node's own, which the anchor's Node adds the same way.
+    if (
+      !['date', 'connection', 'keep-alive', 'content-length'].includes(name)
+    ) {
+      headers[name] = value;
+    }
+  });
+  writeFileSync(`${prefix}.body`, body);
+  writeFileSync(
+    `${prefix}.json`,
+    JSON.stringify({ headers, bodyFile: `${prefix}.body` }),
+  );
+  return `${prefix}.json`;
+}
+
 /** Upstream fetches caused by 100 concurrent requests for one key nobody has cached yet. */
 async function stampedes(
   servers: BenchServer[],
   upstream: FakePicsum,
-): Promise<{ name: string; fetches: number; errors: number }[]> {
+): Promise<StampedeResult[]> {
   const results = [];
   upstream.delayMs = 200;
   for (const [index, server] of servers.entries()) {
@@ -195,22 +301,158 @@ async function stampedes(
 }
 
 /**
+ * What a miss adds to the upstream's own latency: 200 distinct variants requested once each
+ * from a fresh service, against the same `/{w}/{h}` requested from the upstream directly
+ * (following its redirect), one request at a time, in alternating order. The fake renders
+ * each image once before, so both sides get it ready-made.
+ */
+async function coldMissLatency(
+  upstream: FakePicsum,
+  work: string,
+): Promise<ColdMissLatency> {
+  const service = await startService(
+    `${SERVICE} (cold)`,
+    upstream.baseUrl,
+    join(work, 'cold'),
+  );
+  const timed = async (url: string) => {
+    const started = performance.now();
+    const response = await fetch(url);
+    await response.arrayBuffer();
+    if (response.status !== 200) {
+      throw new Error(`${url} answered ${response.status}`);
+    }
+    return performance.now() - started;
+  };
+  try {
+    const direct: number[] = [];
+    const viaService: number[] = [];
+    for (let i = 0; i < COLD_MISSES; i++) {
+      const [width, height] = [4000 + i, 600];
+      const directUrl = `${upstream.baseUrl}/${width}/${height}`;
+      await timed(directUrl); // renders the image in the fake
+      const serviceUrl = `${service.url}/image?width=${width}&height=${height}`;
+      if (i % 2 === 0) {
+        direct.push(await timed(directUrl));
+        viaService.push(await timed(serviceUrl));
+      } else {
+        viaService.push(await timed(serviceUrl));
+        direct.push(await timed(directUrl));
+      }
+    }
+    const result = {
+      requests: COLD_MISSES,
+      directMedianMs: percentile(direct, 0.5),
+      directP99Ms: percentile(direct, 0.99),
+      serviceMedianMs: percentile(viaService, 0.5),
+      serviceP99Ms: percentile(viaService, 0.99),
+    };
+    log(
+      `cold miss: median ${result.serviceMedianMs.toFixed(2)} ms vs ${result.directMedianMs.toFixed(2)} ms direct`,
+    );
+    return result;
+  } finally {
+    await service.stop();
+  }
+}
+
+/**
+ * A working set twice the disk budget (1000 variants, about 200 MB, uniform): the service with
+ * a 64 MiB memory and 128 MiB disk budget against nginx with `max_size=128m`, each twice in
+ * alternating order, the disk usage of each sampled throughout.
+ */
+async function overBudgetRuns(
+  upstream: FakePicsum,
+  apiPort: number,
+  work: string,
+): Promise<OverBudgetRun[]> {
+  const runs: OverBudgetRun[] = [];
+  for (let round = 1; round <= 2; round++) {
+    const starters = [
+      async () => {
+        const cacheDir = join(work, `over-budget-${round}`);
+        const server = await startService(
+          `${SERVICE} (over budget)`,
+          upstream.baseUrl,
+          cacheDir,
+          {
+            CACHE_MEMORY_MAX_SIZE: OVER_BUDGET_MEMORY,
+            CACHE_DISK_MAX_SIZE: OVER_BUDGET_DISK,
+            UPSTREAM_QUEUE_TIMEOUT_MS: '10000',
+          },
+        );
+        return { server, cacheDir };
+      },
+      async () => {
+        const prefix = join(work, `nginx-over-budget-${round}`);
+        const server = await startNginx(
+          apiPort,
+          prefix,
+          '128m',
+          'nginx proxy_cache (over budget)',
+        );
+        return { server, cacheDir: join(prefix, 'cache') };
+      },
+    ];
+    const order = round % 2 === 0 ? [...starters].reverse() : starters;
+    for (const start of order) {
+      const { server, cacheDir } = await start();
+      try {
+        let peakDisk = 0;
+        let loading = true;
+        const sampling = (async () => {
+          while (loading) {
+            peakDisk = Math.max(peakDisk, await diskUsage(cacheDir));
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        })();
+        const cpuBefore = server.cpuSeconds();
+        const load = await runWrk(
+          server.url,
+          OVER_BUDGET,
+          16,
+          SECONDS * 2,
+          work,
+        );
+        loading = false;
+        await sampling;
+        const run = {
+          name: server.name,
+          result: {
+            ...load,
+            cpuMsPer1000:
+              ((server.cpuSeconds() - cpuBefore) * 1e6) / load.requests,
+          },
+          peakRss: server.peakRss(),
+          peakDisk,
+        };
+        runs.push(run);
+        log(
+          `over budget round ${round} ${run.name}: ${Math.round(load.requestsPerSecond)} req/s, peak RSS ${mb(run.peakRss)}, peak disk ${mb(peakDisk)}`,
+        );
+      } finally {
+        await server.stop();
+      }
+    }
+  }
+  return runs;
+}
+
+/**
  * What setting `REDIS_URL` costs a hit in memory (it should cost nothing: such a hit sends
- * Redis no command): the hot image at 8 and 64 connections, the service with and without it.
- * Two processes of the very same service differ by up to 10% on this path, and the one
- * started second tends to lose; so each round starts a fresh pair, each order in half of the
- * rounds, and the figure is the geometric mean of the rounds' ratios, in which the
- * advantage of starting first cancels out.
+ * Redis no command): the hot image at 64 connections, the service with and without it. Each
+ * round starts a fresh pair, each start order in half of the rounds, and the figure is the
+ * geometric mean of the rounds' ratios.
  */
 async function sharedTierCost(
   upstream: FakePicsum,
   redis: RedisServer,
   work: string,
-): Promise<SharedTierCost[]> {
-  const ratios = new Map<number, number[]>(CONNECTIONS.map((c) => [c, []]));
+): Promise<SharedTierCost> {
+  const ratios: number[] = [];
   const rates = new Map<string, number[]>();
-  const rounds = 2 * Math.ceil(ROUNDS / 2);
-  for (let round = 1; round <= rounds; round++) {
+  const roundCount = 2 * Math.ceil(ROUNDS / 2);
+  for (let round = 1; round <= roundCount; round++) {
     const names = [SERVICE, SERVICE_WITH_REDIS];
     const order = round % 2 === 0 ? names.reverse() : names;
     const pair: BenchServer[] = [];
@@ -225,265 +467,56 @@ async function sharedTierCost(
           ),
         );
       }
+      const rate = new Map<string, number>();
       for (const server of pair) {
-        await warm(server, [...HOT.paths, ...WORKING_SET.paths]);
+        await warm(server, HOT.paths, IMAGE_BYTES);
         await runWrk(server.url, HOT, 64, WARMUP_SECONDS, work);
+        const result = await runWrk(server.url, HOT, 64, SECONDS, work);
+        rate.set(server.name, result.requestsPerSecond);
+        rates.set(server.name, [
+          ...(rates.get(server.name) ?? []),
+          result.requestsPerSecond,
+        ]);
       }
-      for (const connections of CONNECTIONS) {
-        const rate = new Map<string, number>();
-        for (const server of pair) {
-          const result = await runWrk(
-            server.url,
-            HOT,
-            connections,
-            SECONDS,
-            work,
-          );
-          rate.set(server.name, result.requestsPerSecond);
-          const key = `${server.name} c=${connections}`;
-          rates.set(key, [...(rates.get(key) ?? []), result.requestsPerSecond]);
-        }
-        const ratio =
-          (rate.get(SERVICE_WITH_REDIS) ?? 0) / (rate.get(SERVICE) ?? 1);
-        ratios.get(connections)?.push(ratio);
-        log(
-          `shared tier round ${round} c=${connections}: with REDIS_URL ${Math.round(rate.get(SERVICE_WITH_REDIS) ?? 0)} req/s, without ${Math.round(rate.get(SERVICE) ?? 0)} req/s, ${ratio.toFixed(2)}x`,
-        );
-      }
+      const ratio =
+        (rate.get(SERVICE_WITH_REDIS) ?? 0) / (rate.get(SERVICE) ?? 1);
+      ratios.push(ratio);
+      log(`shared tier round ${round}: with / without ${ratio.toFixed(2)}x`);
     } finally {
       for (const server of pair) {
         await server.stop();
       }
     }
   }
-  const middle = (values: number[]) =>
-    [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-  return CONNECTIONS.map((connections) => ({
-    connections,
-    without: middle(rates.get(`${SERVICE} c=${connections}`) ?? [0]),
-    with: middle(rates.get(`${SERVICE_WITH_REDIS} c=${connections}`) ?? [0]),
-    ratio: geometricMean(ratios.get(connections) ?? [0]),
-    ratios: ratios.get(connections) ?? [],
-  }));
+  return {
+    without: percentile(rates.get(SERVICE) ?? [0], 0.5),
+    with: percentile(rates.get(SERVICE_WITH_REDIS) ?? [0], 0.5),
+    ratio: Math.exp(
+      ratios.reduce((sum, value) => sum + Math.log(value), 0) / ratios.length,
+    ),
+    ratios,
+  };
 }
 
-interface SharedTierCost {
-  connections: number;
-  /** Median req/s without and with `REDIS_URL`. */
-  without: number;
-  with: number;
-  /** Geometric mean over rounds of the ratio with / without, and each round's. */
-  ratio: number;
-  ratios: number[];
-}
-
-/**
- * A working set larger than both budgets (1000 variants, about 200 MB, against 64 MiB of
- * memory and 128 MiB of disk): peak RSS, and the peak disk usage sampled during the run.
- */
-async function largeWorkingSet(upstream: FakePicsum, work: string) {
-  const cacheDir = join(work, 'over-budget');
-  const diskMaxBytes = 128 * MIB;
-  const server = await startService(
-    'image-cache (over budget)',
-    upstream.baseUrl,
-    cacheDir,
-    {
-      CACHE_MEMORY_MAX_SIZE: '64Mi',
-      CACHE_DISK_MAX_SIZE: '128Mi',
-      UPSTREAM_QUEUE_TIMEOUT_MS: '10000',
-    },
-  );
-  try {
-    const mix: RequestMix = {
-      name: 'uniform-1000',
-      paths: Array.from(
-        { length: 1000 },
-        (_, i) => `/image?width=${2000 + i}&height=900`,
-      ),
-      weights: Array.from({ length: 1000 }, () => 1),
-    };
-    let peakDisk = 0;
-    let loading = true;
-    const sampling = (async () => {
-      while (loading) {
-        peakDisk = Math.max(peakDisk, await diskUsage(cacheDir));
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    })();
-    const result = await runWrk(server.url, mix, 16, SECONDS * 2, work);
-    loading = false;
-    await sampling;
-    const rss = server.peakRss();
-    const anonRss = server.peakAnonRss();
-    log(
-      `over budget: peak RSS ${mb(rss)} (anonymous ${mb(anonRss)}), peak disk ${mb(peakDisk)} of ${mb(diskMaxBytes)}`,
-    );
-    return {
-      result,
-      rss,
-      anonRss,
-      peakDisk,
-      diskMaxBytes,
-      memoryMaxBytes: 64 * MIB,
-    };
-  } finally {
-    await server.stop();
-  }
-}
-
-function geometricMean(values: number[]): number {
-  return Math.exp(
-    values.reduce((sum, value) => sum + Math.log(value), 0) / values.length,
-  );
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 }
 
 function median(results: LoadResult[]): LoadResult {
-  const pick = (key: keyof LoadResult) => {
-    const sorted = results.map((result) => result[key]).sort((a, b) => a - b);
-    return sorted[Math.floor(sorted.length / 2)];
-  };
+  const pick = (key: keyof LoadResult) =>
+    percentile(
+      results.map((result) => result[key] ?? 0),
+      0.5,
+    );
   return {
     requestsPerSecond: pick('requestsPerSecond'),
     p50Ms: pick('p50Ms'),
     p99Ms: pick('p99Ms'),
+    cpuMsPer1000: pick('cpuMsPer1000'),
     errors: results.reduce((sum, result) => sum + result.errors, 0),
     requests: results.reduce((sum, result) => sum + result.requests, 0),
   };
-}
-
-function renderReport(
-  rows: Row[],
-  rss: { name: string; bytes: number; anonBytes: number }[],
-  stampede: { name: string; fetches: number; errors: number }[],
-  overBudget: Awaited<ReturnType<typeof largeWorkingSet>>,
-  sharedTier: SharedTierCost[],
-  reference: string,
-  subject: string,
-): string {
-  const find = (scenario: string, connections: number, server: string) =>
-    rows.find(
-      (row) =>
-        row.scenario === scenario &&
-        row.connections === connections &&
-        row.server === server,
-    )?.result as LoadResult;
-  const lines = [
-    '# Benchmark results',
-    '',
-    `${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node.js ${process.version}, ${versionOf('nginx', ['-v'])}, ${versionOf('wrk', ['--version']).split(' [')[0]}.`,
-    `Median of ${ROUNDS} interleaved rounds (every other one in reverse order) of ${SECONDS} s per server, after ${WARMUP_SECONDS} s of unmeasured load each; wrk with 1 thread; ${IMAGE_BYTES / 1000} KB JPEGs from the fake Picsum; all caches warm.`,
-    `\`hot\`: one image. \`zipf-200\`: 200 variants requested with Zipf-like weights (1/rank), about 40 MB.`,
-    '',
-    '| scenario | conns | server | req/s | p50 ms | p99 ms | errors | req/s vs nginx | p99 vs nginx |',
-    '|---|---:|---|---:|---:|---:|---:|---:|---:|',
-  ];
-  for (const row of rows) {
-    const nginx = find(row.scenario, row.connections, reference);
-    lines.push(
-      `| ${row.scenario} | ${row.connections} | ${row.server} | ${Math.round(row.result.requestsPerSecond)} | ${row.result.p50Ms.toFixed(2)} | ${row.result.p99Ms.toFixed(2)} | ${row.result.errors} | ${(row.result.requestsPerSecond / nginx.requestsPerSecond).toFixed(2)}x | ${(row.result.p99Ms / nginx.p99Ms).toFixed(2)}x |`,
-    );
-  }
-  lines.push(
-    '',
-    '| server | peak RSS | of which anonymous | upstream fetches in a 100-request cold stampede | stampede errors |',
-    '|---|---:|---:|---:|---:|',
-  );
-  for (const { name, bytes, anonBytes } of rss) {
-    const fetches = stampede.find((entry) => entry.name === name);
-    lines.push(
-      `| ${name} | ${mb(bytes)} | ${mb(anonBytes)} | ${fetches?.fetches ?? '-'} | ${fetches?.errors ?? '-'} |`,
-    );
-  }
-  lines.push(
-    '',
-    `Over budget (1000 variants, about 200 MB, uniform, 16 connections, ${SECONDS * 2} s; 64 MiB memory, 128 MiB disk): ${Math.round(overBudget.result.requestsPerSecond)} req/s, ${overBudget.result.errors} errors, peak RSS ${mb(overBudget.rss)} (anonymous ${mb(overBudget.anonRss)}), peak disk usage ${mb(overBudget.peakDisk)} of ${mb(overBudget.diskMaxBytes)}.`,
-    '',
-    `The shared tier's cost to a hit in memory (the hot image, the service with \`REDIS_URL\` set to a local redis-server against the same service without it; ${sharedTier[0]?.ratios.length ?? 0} rounds, each with a fresh pair of processes, each start order in half of them):`,
-    '',
-    '| conns | req/s without, median | req/s with, median | with / without, geometric mean | each round |',
-    '|---:|---:|---:|---:|---|',
-    ...sharedTier.map(
-      (cost) =>
-        `| ${cost.connections} | ${Math.round(cost.without)} | ${Math.round(cost.with)} | ${cost.ratio.toFixed(2)}x | ${cost.ratios.map((ratio) => ratio.toFixed(2)).join(', ')} |`,
-    ),
-    '',
-    '## Targets',
-    '',
-  );
-  const checks: [string, boolean, string][] = [];
-  for (const scenario of [HOT.name, WORKING_SET.name]) {
-    for (const connections of CONNECTIONS) {
-      const ours = find(scenario, connections, subject);
-      const nginx = find(scenario, connections, reference);
-      const naive = rows.find(
-        (row) =>
-          row.scenario === scenario &&
-          row.connections === connections &&
-          row.server.startsWith('naive'),
-      )?.result as LoadResult;
-      const throughput = ours.requestsPerSecond / nginx.requestsPerSecond;
-      const p99 = ours.p99Ms / nginx.p99Ms;
-      const overNaive = ours.requestsPerSecond / naive.requestsPerSecond;
-      checks.push(
-        [
-          `${scenario} c=${connections}: throughput >= 1.1x nginx`,
-          throughput >= 1.1,
-          `${throughput.toFixed(2)}x`,
-        ],
-        [
-          `${scenario} c=${connections}: p99 <= 1.5x nginx`,
-          p99 <= 1.5,
-          `${p99.toFixed(2)}x`,
-        ],
-        [
-          `${scenario} c=${connections}: throughput >= 4x naive`,
-          overNaive >= 4,
-          `${overNaive.toFixed(2)}x`,
-        ],
-      );
-    }
-  }
-  for (const cost of sharedTier) {
-    checks.push([
-      `hot c=${cost.connections}: with REDIS_URL set >= 0.95x without`,
-      cost.ratio >= 0.95,
-      `${cost.ratio.toFixed(2)}x`,
-    ]);
-  }
-  const serviceRss = rss.find((entry) => entry.name === subject)?.bytes ?? 0;
-  checks.push(
-    [
-      'peak RSS < 200 MB with the default 64 MiB memory budget',
-      serviceRss < 200 * 1e6,
-      mb(serviceRss),
-    ],
-    [
-      'exactly 1 upstream fetch in the stampede',
-      stampede.find((entry) => entry.name === subject)?.fetches === 1,
-      String(stampede.find((entry) => entry.name === subject)?.fetches),
-    ],
-    [
-      'over budget: RSS <= memory budget + 100 MB',
-      overBudget.rss <= overBudget.memoryMaxBytes + 100 * 1e6,
-      mb(overBudget.rss),
-    ],
-    [
-      'over budget: anonymous RSS <= memory budget + 100 MB',
-      overBudget.anonRss <= overBudget.memoryMaxBytes + 100 * 1e6,
-      mb(overBudget.anonRss),
-    ],
-    [
-      'over budget: disk never above CACHE_DISK_MAX_SIZE',
-      overBudget.peakDisk <= overBudget.diskMaxBytes,
-      mb(overBudget.peakDisk),
-    ],
-  );
-  lines.push('| target | met | measured |', '|---|---|---:|');
-  for (const [name, met, measured] of checks) {
-    lines.push(`| ${name} | ${met ? 'yes' : '**no**'} | ${measured} |`);
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 function mb(bytes: number): string {

@@ -1,10 +1,20 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import {
+  type ChildProcess,
+  spawn,
+  type SpawnOptions,
+  spawnSync,
+} from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { freePort } from '../test/support/free-port';
 
 export const ROOT = join(__dirname, '..');
+/** The CPU every server under test runs on, alone; wrk and this runner take the other one. */
+export const SERVER_CPU = '1';
+export const LOAD_CPU = '0';
+/** Linux's clock ticks per second, in which /proc/<pid>/stat counts CPU time. */
+const CLOCK_TICKS = 100;
 
 /** One server under test, started on 127.0.0.1. */
 export interface BenchServer {
@@ -12,6 +22,8 @@ export interface BenchServer {
   readonly url: string;
   /** Peak resident memory of all its processes so far, in bytes (VmHWM). */
   peakRss(): number;
+  /** CPU time (user plus system) all its processes have used so far, in seconds. */
+  cpuSeconds(): number;
   /**
    * Peak anonymous resident memory (heap, buffers), sampled every 50 ms: RSS without the
    * file-backed pages of the executable and its libraries (about 50 MB for node).
@@ -28,7 +40,7 @@ export async function startService(
   env: Record<string, string> = {},
 ): Promise<BenchServer> {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], {
+  const child = pinned(process.execPath, [join(ROOT, 'dist', 'main.js')], {
     env: {
       PATH: process.env.PATH,
       NODE_ENV: 'production',
@@ -56,7 +68,7 @@ export async function startNaive(
   cacheDir: string,
 ): Promise<BenchServer> {
   const port = await freePort();
-  const child = spawn(
+  const child = pinned(
     process.execPath,
     [
       '-r',
@@ -79,10 +91,15 @@ export async function startNaive(
   return processServer('naive (Nest on Express, disk)', child, port);
 }
 
-/** nginx from Debian as a proxy_cache, one worker process, configured by bench/nginx.conf. */
+/**
+ * nginx from Debian as a proxy_cache, one worker process, configured by bench/nginx.conf, its
+ * cache bounded by `maxSize` (nginx's own syntax, e.g. `128m`).
+ */
 export async function startNginx(
   upstreamPort: number,
   prefix: string,
+  maxSize = '512m',
+  name = 'nginx proxy_cache',
 ): Promise<BenchServer> {
   const port = await freePort();
   // nginx's worker drops root for an unprivileged user, which must reach its cache and
@@ -105,13 +122,94 @@ export async function startNginx(
   const config = readFileSync(join(ROOT, 'bench', 'nginx.conf'), 'utf8')
     .replaceAll('{{PREFIX}}', prefix)
     .replaceAll('{{PORT}}', String(port))
-    .replaceAll('{{UPSTREAM_PORT}}', String(upstreamPort));
+    .replaceAll('{{UPSTREAM_PORT}}', String(upstreamPort))
+    .replaceAll('{{MAX_SIZE}}', maxSize);
   const configFile = join(prefix, 'nginx.conf');
   writeFileSync(configFile, config);
-  const child = spawn('nginx', ['-p', prefix, '-c', configFile], {
+  const child = pinned('nginx', ['-p', prefix, '-c', configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return processServer('nginx proxy_cache', child, port);
+  return processServer(name, child, port);
+}
+
+/**
+ * Varnish from Debian, configured by bench/varnish.vcl: `malloc` storage, grace on, one thread
+ * pool, all its processes on the server CPU. `apiPort` and `imagePort` are the fake Picsum's.
+ */
+export async function startVarnish(
+  apiPort: number,
+  imagePort: number,
+  workDir: string,
+): Promise<BenchServer> {
+  const port = await freePort();
+  // varnishd drops root for its own users, which must read the VCL and its work directory.
+  for (const directory of [dirname(workDir), workDir]) {
+    mkdirSync(directory, { recursive: true });
+    chmodSync(directory, 0o755);
+  }
+  const vcl = readFileSync(join(ROOT, 'bench', 'varnish.vcl'), 'utf8')
+    .replaceAll('{{API_PORT}}', String(apiPort))
+    .replaceAll('{{IMAGE_PORT}}', String(imagePort));
+  const vclFile = join(workDir, 'default.vcl');
+  writeFileSync(vclFile, vcl);
+  chmodSync(vclFile, 0o644);
+  const child = pinned(
+    'varnishd',
+    [
+      '-F',
+      '-a',
+      `127.0.0.1:${port}`,
+      '-T',
+      'none',
+      '-n',
+      join(workDir, 'instance'),
+      '-f',
+      vclFile,
+      '-s',
+      'malloc,512m',
+      '-p',
+      'thread_pools=1',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  return processServer('Varnish', child, port);
+}
+
+/**
+ * The plain `node:http` anchor (bench/anchors/node-http.ts), answering with the headers and
+ * body of `replyFile` (JSON: `{ headers, bodyFile }`).
+ */
+export async function startNodeAnchor(replyFile: string): Promise<BenchServer> {
+  const port = await freePort();
+  const child = pinned(
+    process.execPath,
+    [
+      '-r',
+      'ts-node/register/transpile-only',
+      join(ROOT, 'bench', 'anchors', 'node-http.ts'),
+    ],
+    {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH,
+        NODE_ENV: 'production',
+        TS_NODE_PROJECT: join(ROOT, 'tsconfig.json'),
+        ANCHOR_REPLY: replyFile,
+        ANCHOR_PORT: String(port),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  return processServer('node:http (one Buffer)', child, port);
+}
+
+/** Starts `command` on SERVER_CPU; its children inherit the affinity. */
+function pinned(
+  command: string,
+  args: string[],
+  options: SpawnOptions,
+): ChildProcess {
+  return spawn('taskset', ['-c', SERVER_CPU, command, ...args], options);
 }
 
 async function processServer(
@@ -134,7 +232,7 @@ async function processServer(
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const pid = child.pid as number;
-  const processes = () => [pid, ...childrenOf(pid)];
+  const processes = () => [pid, ...descendantsOf(pid)];
   let peak = 0;
   let peakAnon = 0;
   const sampler = setInterval(() => {
@@ -157,6 +255,8 @@ async function processServer(
       return peak;
     },
     peakAnonRss: () => peakAnon,
+    cpuSeconds: () =>
+      processes().reduce((sum, each) => sum + cpuTicks(each), 0) / CLOCK_TICKS,
     stop: async () => {
       clearInterval(sampler);
       child.kill('SIGTERM');
@@ -188,6 +288,22 @@ function statusKilobytes(pid: number, field: string): number {
   } catch {
     return 0;
   }
+}
+
+/** User plus system CPU time of a process, in clock ticks; 0 once it is gone. */
+function cpuTicks(pid: number): number {
+  try {
+    // The command name (field 2) may hold spaces: count the fields after its closing paren.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime and stime: fields 14 and 15
+  } catch {
+    return 0;
+  }
+}
+
+function descendantsOf(pid: number): number[] {
+  return childrenOf(pid).flatMap((child) => [child, ...descendantsOf(child)]);
 }
 
 function childrenOf(pid: number): number[] {

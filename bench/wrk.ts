@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { LOAD_CPU } from './servers';
 
 const execFileAsync = promisify(execFile);
 
@@ -13,6 +14,8 @@ export interface LoadResult {
   /** Socket errors plus non-2xx/3xx replies. */
   readonly errors: number;
   readonly requests: number;
+  /** CPU time the server used per 1000 requests, in ms, when it was measured. */
+  readonly cpuMsPer1000?: number;
 }
 
 /** A request mix: paths and their weights. */
@@ -28,7 +31,7 @@ export function zipfMix(name: string, paths: readonly string[]): RequestMix {
 }
 
 /**
- * Runs wrk (one thread, so the server keeps the other core) against `baseUrl` with the mix,
+ * Runs wrk (one thread, on LOAD_CPU, so the server has the other CPU) against `baseUrl` with the mix,
  * drawing paths with a fixed random seed, so every server gets the same sequence.
  */
 export async function runWrk(
@@ -41,8 +44,11 @@ export async function runWrk(
   const script = join(scriptDir, `${mix.name}.lua`);
   writeFileSync(script, luaScript(mix));
   const { stdout } = await execFileAsync(
-    'wrk',
+    'taskset',
     [
+      '-c',
+      LOAD_CPU,
+      'wrk',
       '--threads',
       '1',
       '--connections',
