@@ -1,4 +1,3 @@
-import { HttpModule } from '@nestjs/axios';
 import { Module } from '@nestjs/common';
 import { CacheService } from './cache/cache.service';
 import { Clock } from './cache/clock';
@@ -14,7 +13,6 @@ import { TierMetrics } from './cache/tier-metrics';
 import { UpstreamLimiter } from './upstream/upstream-limiter';
 
 @Module({
-  imports: [HttpModule],
   controllers: [ImageController],
   providers: [
     CacheService,

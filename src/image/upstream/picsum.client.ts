@@ -1,8 +1,7 @@
-import { HttpService } from '@nestjs/axios';
 import { HttpException, Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import { AxiosError, type AxiosResponse } from 'axios';
-import { firstValueFrom } from 'rxjs';
+import { request } from 'undici';
+import type { IncomingHttpHeaders } from 'undici/types/header';
 import { errorMessage } from '../../common/error-message';
 import { upstreamConfig } from '../../config/upstream.config';
 import {
@@ -36,6 +35,23 @@ export interface UpstreamImage {
   readonly source: string;
 }
 
+/** One reply of the upstream, its body read whole (within `UPSTREAM_MAX_BYTES`). */
+interface UpstreamResponse {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** A body that grew past `UPSTREAM_MAX_BYTES` while it was read. */
+class BodyTooLargeError extends Error {}
+
+/** The codes of undici's errors that mean the upstream took too long. */
+const TIMEOUT_CODES = new Set([
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+]);
+
 /**
  * Talks to Lorem Picsum or any server with the same API: `GET /{width}/{height}` answers with a
  * redirect to `/id/{id}/{width}/{height}.jpg`. Every failure becomes a 502, or a 504 when the
@@ -51,7 +67,6 @@ export class PicsumClient {
   private readonly logger = new Logger(PicsumClient.name);
 
   constructor(
-    private readonly http: HttpService,
     @Inject(upstreamConfig.KEY)
     private readonly config: ConfigType<typeof upstreamConfig>,
     private readonly metrics: CacheMetrics,
@@ -100,7 +115,7 @@ export class PicsumClient {
     variant: ImageVariant,
     visiting: (url: string) => void,
   ): Promise<UpstreamImage> {
-    // One deadline for the whole exchange; axios' own `timeout` only bounds each socket's idle time.
+    // One deadline for the whole exchange; undici's own timeouts only bound each wait on the socket.
     const deadline = AbortSignal.timeout(this.config.timeoutMs);
     let url = `${this.config.baseUrl}${upstreamPath(variant)}`;
     for (let redirects = 0; ; redirects++) {
@@ -119,32 +134,73 @@ export class PicsumClient {
     }
   }
 
+  /**
+   * One GET through undici (Node's own HTTP client, and its cheapest way to make a request):
+   * no redirect followed, nothing decompressed, the body read only up to `UPSTREAM_MAX_BYTES`.
+   */
   private async get(
     url: string,
     deadline: AbortSignal,
-  ): Promise<AxiosResponse<Buffer>> {
+  ): Promise<UpstreamResponse> {
     try {
-      return await firstValueFrom(
-        this.http.get<Buffer>(url, {
-          responseType: 'arraybuffer',
-          signal: deadline,
-          timeout: this.config.timeoutMs,
-          // Followed by fetchImage, so that every hop's host is checked.
-          maxRedirects: 0,
-          maxContentLength: this.config.maxBytes,
-          // The checks below must see the exact bytes that will be stored and served.
-          decompress: false,
-          validateStatus: () => true,
-          headers: { Accept: 'image/*', 'Accept-Encoding': 'identity' },
-        }),
-      );
+      const response = await request(url, {
+        method: 'GET',
+        signal: deadline,
+        // The deadline bounds the whole fetch; these bound each wait on the socket.
+        headersTimeout: this.config.timeoutMs,
+        bodyTimeout: this.config.timeoutMs,
+        // The checks below must see the exact bytes that will be stored and served.
+        headers: { accept: 'image/*', 'accept-encoding': 'identity' },
+      });
+      const announced = Number(response.headers['content-length']);
+      if (announced > this.config.maxBytes) {
+        response.body.destroy();
+        throw new BodyTooLargeError();
+      }
+      return {
+        status: response.statusCode,
+        headers: response.headers,
+        body: await this.readBody(url, response.body, deadline),
+      };
     } catch (error) {
-      throw this.describeFailure(url, error);
+      throw error instanceof HttpException
+        ? error
+        : this.describeFailure(url, error, deadline);
     }
   }
 
+  /** The whole body, or the reason it could not be had: too large, cut short, too slow. */
+  private async readBody(
+    url: string,
+    body: AsyncIterable<Buffer> & { destroy(): void },
+    deadline: AbortSignal,
+  ): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    try {
+      for await (const chunk of body) {
+        bytes += chunk.length;
+        if (bytes > this.config.maxBytes) {
+          body.destroy();
+          throw new BodyTooLargeError();
+        }
+        chunks.push(chunk);
+      }
+    } catch (error) {
+      if (error instanceof BodyTooLargeError || deadline.aborted) {
+        throw this.describeFailure(url, error, deadline);
+      }
+      throw new UpstreamFetchException(
+        'network_error',
+        `Upstream ${url} closed the connection before the body was complete`,
+        errorMessage(error),
+      );
+    }
+    return Buffer.concat(chunks, bytes);
+  }
+
   /** The absolute URL a redirect leads to, if it is one we may follow. */
-  private redirectTarget(from: string, response: AxiosResponse): string {
+  private redirectTarget(from: string, response: UpstreamResponse): string {
     const location = headerValue(response, 'location');
     if (location === undefined) {
       throw new UpstreamFetchException(
@@ -176,51 +232,46 @@ export class PicsumClient {
     return target.href;
   }
 
-  private describeFailure(url: string, error: unknown): HttpException {
+  private describeFailure(
+    url: string,
+    error: unknown,
+    deadline: AbortSignal,
+  ): HttpException {
     // The cause (with the resolved address, e.g. `connect ECONNREFUSED 10.0.0.7:443`) is for
     // the log only; clients see the URL and the error code. Only its message is kept: the
-    // error is remembered for UPSTREAM_RETRY_AFTER_SECONDS, and axios' holds the request.
+    // error is remembered for UPSTREAM_RETRY_AFTER_SECONDS.
     const cause = errorMessage(error);
-    if (error instanceof AxiosError) {
-      if (
-        error.code === AxiosError.ERR_CANCELED ||
-        error.code === AxiosError.ECONNABORTED ||
-        error.code === 'ETIMEDOUT'
-      ) {
-        return new UpstreamTimeoutException(
-          `Upstream ${url} did not answer within UPSTREAM_TIMEOUT_MS (${this.config.timeoutMs} ms)`,
-          cause,
-        );
-      }
-      if (error.message.startsWith('maxContentLength')) {
-        return this.tooLarge(url);
-      }
-      if (error.message === 'stream has been aborted') {
-        return new UpstreamFetchException(
-          'network_error',
-          `Upstream ${url} closed the connection before the body was complete`,
-          cause,
-        );
-      }
+    const code = (error as { code?: unknown } | undefined)?.code;
+    if (
+      deadline.aborted ||
+      (typeof code === 'string' && TIMEOUT_CODES.has(code))
+    ) {
+      return new UpstreamTimeoutException(
+        `Upstream ${url} did not answer within UPSTREAM_TIMEOUT_MS (${this.config.timeoutMs} ms)`,
+        cause,
+      );
+    }
+    if (error instanceof BodyTooLargeError) {
+      return this.tooLarge(url);
+    }
+    if (code === 'UND_ERR_SOCKET') {
+      // undici's name for a connection the upstream closed before it sent a reply.
       return new UpstreamFetchException(
         'network_error',
-        `Upstream ${url} failed: ${error.code ?? 'network error'}`,
+        `Upstream ${url} closed the connection without a reply`,
         cause,
       );
     }
     return new UpstreamFetchException(
       'network_error',
-      `Upstream ${url} failed: ${errorMessage(error)}`,
+      `Upstream ${url} failed: ${typeof code === 'string' ? code : 'network error'}`,
       cause,
     );
   }
 
-  private validate(
-    source: string,
-    response: AxiosResponse<Buffer>,
-  ): UpstreamImage {
+  private validate(source: string, response: UpstreamResponse): UpstreamImage {
     const declared = headerValue(response, 'content-type') ?? '';
-    const body = Buffer.from(response.data);
+    const body = response.body;
     if (response.status < 200 || response.status > 299) {
       throw new UpstreamFetchException(
         'http_error',
@@ -285,7 +336,7 @@ function isRedirect(status: number): boolean {
 }
 
 function headerValue(
-  response: AxiosResponse,
+  response: UpstreamResponse,
   name: string,
 ): string | undefined {
   const value: unknown = response.headers[name];
