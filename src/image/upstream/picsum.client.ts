@@ -42,9 +42,6 @@ interface UpstreamResponse {
   readonly body: Buffer;
 }
 
-/** A body that grew past `UPSTREAM_MAX_BYTES` while it was read. */
-class BodyTooLargeError extends Error {}
-
 /** The codes of undici's errors that mean the upstream took too long. */
 const TIMEOUT_CODES = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
@@ -85,7 +82,7 @@ export class PicsumClient {
     const key = variantKey(variant);
     let url = `${this.config.baseUrl}${upstreamPath(variant)}`;
     try {
-      const image = await this.follow(variant, (next) => (url = next));
+      const image = await this.follow(url, (next) => (url = next));
       const ms = performance.now() - startedAt;
       this.metrics.upstreamFetched('success', ms / 1000);
       this.logger.log({
@@ -110,16 +107,15 @@ export class PicsumClient {
     }
   }
 
-  /** Asks the upstream for `variant`, following its redirects; `visiting` is told each URL. */
+  /** Asks the upstream for `firstUrl`, following its redirects; `visiting` is told each next URL. */
   private async follow(
-    variant: ImageVariant,
+    firstUrl: string,
     visiting: (url: string) => void,
   ): Promise<UpstreamImage> {
     // One deadline for the whole exchange; undici's own timeouts only bound each wait on the socket.
     const deadline = AbortSignal.timeout(this.config.timeoutMs);
-    let url = `${this.config.baseUrl}${upstreamPath(variant)}`;
+    let url = firstUrl;
     for (let redirects = 0; ; redirects++) {
-      visiting(url);
       const response = await this.get(url, deadline);
       if (!isRedirect(response.status)) {
         return this.validate(url, response);
@@ -131,6 +127,7 @@ export class PicsumClient {
         );
       }
       url = this.redirectTarget(url, response);
+      visiting(url);
     }
   }
 
@@ -155,7 +152,7 @@ export class PicsumClient {
       const announced = Number(response.headers['content-length']);
       if (announced > this.config.maxBytes) {
         response.body.destroy();
-        throw new BodyTooLargeError();
+        throw this.tooLarge(url);
       }
       return {
         status: response.statusCode,
@@ -182,13 +179,17 @@ export class PicsumClient {
         bytes += chunk.length;
         if (bytes > this.config.maxBytes) {
           body.destroy();
-          throw new BodyTooLargeError();
+          throw this.tooLarge(url);
         }
         chunks.push(chunk);
       }
     } catch (error) {
-      if (error instanceof BodyTooLargeError || deadline.aborted) {
-        throw this.describeFailure(url, error, deadline);
+      if (error instanceof HttpException) {
+        throw error;
+      }
+      const failure = this.describeFailure(url, error, deadline);
+      if (failure instanceof UpstreamTimeoutException) {
+        throw failure;
       }
       throw new UpstreamFetchException(
         'network_error',
@@ -250,9 +251,6 @@ export class PicsumClient {
         `Upstream ${url} did not answer within UPSTREAM_TIMEOUT_MS (${this.config.timeoutMs} ms)`,
         cause,
       );
-    }
-    if (error instanceof BodyTooLargeError) {
-      return this.tooLarge(url);
     }
     if (code === 'UND_ERR_SOCKET') {
       // undici's name for a connection the upstream closed before it sent a reply.
