@@ -1,8 +1,9 @@
 import { Injectable, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import { CacheMetrics } from '../metrics/cache-metrics';
+import { fastifyInstanceOf } from '../server/fastify-instance';
 import { CacheService } from './cache/cache.service';
 import { variantKey } from './image-variant';
 import { ImageVariantPipe } from './image-variant.pipe';
@@ -39,16 +40,14 @@ export class FreshHitHook implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
-    const fastify =
-      this.adapterHost.httpAdapter?.getInstance<FastifyInstance>();
-    if (!fastify?.addHook) {
-      return; // an application context without an HTTP server, as in some tests
-    }
-    fastify.addHook('onRequest', (request, reply, done) => {
-      if (!this.answeredFromMemory(request, reply)) {
-        done();
-      }
-    });
+    fastifyInstanceOf(this.adapterHost)?.addHook(
+      'onRequest',
+      (request, reply, done) => {
+        if (!this.answeredFromMemory(request, reply)) {
+          done();
+        }
+      },
+    );
   }
 
   /**

@@ -1,6 +1,6 @@
 import { Injectable, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import type { FastifyInstance } from 'fastify';
+import { fastifyInstanceOf } from '../server/fastify-instance';
 import { CacheMetrics } from './cache-metrics';
 
 /** The `route` label of a request that matched no route: never its raw URL, which anyone can vary. */
@@ -18,19 +18,17 @@ export class HttpRequestMetrics implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
-    const fastify =
-      this.adapterHost.httpAdapter?.getInstance<FastifyInstance>();
-    if (!fastify?.addHook) {
-      return; // an application context without an HTTP server, as in some tests
-    }
-    fastify.addHook('onResponse', (request, reply, done) => {
-      this.metrics.httpRequest(
-        request.method,
-        request.routeOptions.url ?? UNMATCHED_ROUTE,
-        reply.statusCode,
-        reply.elapsedTime / 1000,
-      );
-      done();
-    });
+    fastifyInstanceOf(this.adapterHost)?.addHook(
+      'onResponse',
+      (request, reply, done) => {
+        this.metrics.httpRequest(
+          request.method,
+          request.routeOptions.url ?? UNMATCHED_ROUTE,
+          reply.statusCode,
+          reply.elapsedTime / 1000,
+        );
+        done();
+      },
+    );
   }
 }
