@@ -68,27 +68,12 @@ export async function startNaive(
   cacheDir: string,
 ): Promise<BenchServer> {
   const port = await freePort();
-  const child = pinned(
-    process.execPath,
-    [
-      '-r',
-      'ts-node/register/transpile-only',
-      join(ROOT, 'bench', 'naive', 'main.ts'),
-    ],
-    {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH,
-        NODE_ENV: 'production',
-        TS_NODE_PROJECT: join(ROOT, 'tsconfig.json'),
-        NAIVE_UPSTREAM: upstream,
-        NAIVE_DIR: cacheDir,
-        NAIVE_PORT: String(port),
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
+  return startTypeScript(
+    'naive (Nest on Express, disk)',
+    join('bench', 'naive', 'main.ts'),
+    port,
+    { NAIVE_UPSTREAM: upstream, NAIVE_DIR: cacheDir, NAIVE_PORT: String(port) },
   );
-  return processServer('naive (Nest on Express, disk)', child, port);
 }
 
 /**
@@ -181,26 +166,36 @@ export async function startVarnish(
  */
 export async function startNodeAnchor(replyFile: string): Promise<BenchServer> {
   const port = await freePort();
+  return startTypeScript(
+    'node:http (one Buffer)',
+    join('bench', 'anchors', 'node-http.ts'),
+    port,
+    { ANCHOR_REPLY: replyFile, ANCHOR_PORT: String(port) },
+  );
+}
+
+/** A TypeScript file of this repository run by Node through ts-node, pinned, in production mode. */
+function startTypeScript(
+  name: string,
+  script: string,
+  port: number,
+  env: Record<string, string>,
+): Promise<BenchServer> {
   const child = pinned(
     process.execPath,
-    [
-      '-r',
-      'ts-node/register/transpile-only',
-      join(ROOT, 'bench', 'anchors', 'node-http.ts'),
-    ],
+    ['-r', 'ts-node/register/transpile-only', join(ROOT, script)],
     {
       cwd: ROOT,
       env: {
         PATH: process.env.PATH,
         NODE_ENV: 'production',
         TS_NODE_PROJECT: join(ROOT, 'tsconfig.json'),
-        ANCHOR_REPLY: replyFile,
-        ANCHOR_PORT: String(port),
+        ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
-  return processServer('node:http (one Buffer)', child, port);
+  return processServer(name, child, port);
 }
 
 /** Starts `command` on SERVER_CPU; its children inherit the affinity. */
