@@ -17,9 +17,9 @@ const REMEMBERED_QUERIES = 1000;
 /**
  * The fast path of `GET`/`HEAD /image`: a fresh hit in memory, the reply to nearly every
  * request, is answered from a Fastify `onRequest` hook, before Nest's router, param pipes and
- * exception filters run, with what ImageController would send (the same `sendImage`, counted
- * the same in the metrics). Everything else (a miss, a stale entry, a lower tier, a bad query)
- * goes on to ImageController.
+ * exception filters run, with what ImageController would send (the headers of the same
+ * `imageHeaders`, counted the same in the metrics). Everything else (a conditional request, a
+ * miss, a stale entry, a lower tier, a bad query) goes on to ImageController.
  *
  * The query is validated once per distinct raw query string by the same ImageVariantPipe the
  * controller uses, and its variant key remembered in a small LRU, so a hit parses nothing.
