@@ -408,7 +408,7 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
       );
     });
 
-    it('tells apart queries that name the same variant and refuses a bad one after a good one', async () => {
+    it('serves two spellings of one variant from one entry, and still refuses a bad query after a good one', async () => {
       const plain = await request(http)
         .get('/image?width=300&height=300')
         .expect(200);
