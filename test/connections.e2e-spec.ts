@@ -208,4 +208,37 @@ describe('connections to the service process (dist/main.js)', () => {
     expect(failures).toEqual([]);
     expect(exit).toEqual({ code: 0, signal: null });
   }, 30_000);
+
+  it('closes a keep-alive connection whose request was still waiting for the upstream when the drain ended, once answered, so the process exits', async () => {
+    const { service, url } = await start({ SHUTDOWN_DRAIN_MS: '500' });
+    // Per hop: 2 s in all, past the drain; the request arrived before it, without Connection: close.
+    upstream.delayMs = 1000;
+    const agent = new Agent({ keepAlive: true });
+    const reply = new Promise<{ status?: number; connection?: string }>(
+      (resolve, reject) => {
+        get(`${url}/image?width=300&height=200`, { agent }, (response) => {
+          response.resume();
+          response.on('end', () =>
+            resolve({
+              status: response.statusCode,
+              connection: response.headers.connection,
+            }),
+          );
+        }).on('error', reject);
+      },
+    );
+    await sleep(200);
+    service.kill('SIGTERM');
+    const answered = await reply;
+    // The client keeps its connection open; the service must close it (Node would keep it
+    // for keepAliveTimeout, 72 s, and the kubelet would SIGKILL the container first).
+    const exit = await Promise.race([
+      service.exited,
+      sleep(5000).then(() => 'still running 5 s after the reply'),
+    ]);
+    agent.destroy();
+
+    expect(answered).toEqual({ status: 200, connection: 'keep-alive' });
+    expect(exit).toEqual({ code: 0, signal: null });
+  }, 30_000);
 });

@@ -111,6 +111,16 @@ export class ConnectionPolicy
       reply.setHeader('connection', 'close');
     }
     reply.on('timeout', disconnectStalledReader);
+    // A reply to a request that came before the drain began goes out without `Connection:
+    // close`, and Node then gives its socket the keep-alive timeout (72 s): a client that
+    // keeps the connection would hold the shutdown until the kubelet's SIGKILL. This listener
+    // runs after Node's own, so the drain's idle timeout wins.
+    const socket = request.socket;
+    reply.once('finish', () => {
+      if (this.draining) {
+        socket.setTimeout(DRAIN_IDLE_TIMEOUT_MS);
+      }
+    });
   };
 }
 
