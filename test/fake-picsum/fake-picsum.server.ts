@@ -73,7 +73,7 @@ export interface FakeImageOptions {
 const drawnJpegs = new Map<string, Buffer>();
 
 /**
- * A local stand-in for picsum.photos, listening on 127.0.0.1 only: the API host (`baseUrl`)
+ * A local stand-in for picsum.photos, listening on 127.0.0.1 unless told otherwise: the API host (`baseUrl`)
  * and, on a second port, the image host (`imageBaseUrl`) its redirects point to.
  */
 export class FakePicsum {
@@ -102,16 +102,20 @@ export class FakePicsum {
     void this.handle(request, response, 'image');
   });
 
-  /** Starts both hosts; `port` is the API host's (0: any free one). Resolves with `baseUrl`. */
-  async start(port = 0): Promise<string> {
+  /**
+   * Starts both hosts; `port` is the API host's (0: any free one). `host` is the address both
+   * listen on: 127.0.0.1, or the test cluster's bridge address for pods to reach. Resolves
+   * with `baseUrl`.
+   */
+  async start(port = 0, host = '127.0.0.1'): Promise<string> {
     for (const server of [this.apiServer, this.imageServer]) {
       server.on('connection', (socket) => {
         this.sockets.add(socket);
         socket.on('close', () => this.sockets.delete(socket));
       });
     }
-    await listen(this.apiServer, port);
-    await listen(this.imageServer, 0);
+    await listen(this.apiServer, port, host);
+    await listen(this.imageServer, 0, host);
     return this.baseUrl;
   }
 
@@ -359,13 +363,13 @@ export class FakePicsum {
   }
 }
 
-function listen(server: Server, port: number): Promise<void> {
-  return new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve) => server.listen(port, host, resolve));
 }
 
 function urlOf(server: Server): string {
-  const { port } = server.address() as AddressInfo;
-  return `http://127.0.0.1:${port}`;
+  const { address, port } = server.address() as AddressInfo;
+  return `http://${address}:${port}`;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -60,8 +60,8 @@ export function useRedisServer(): () => RedisServer {
 }
 
 /**
- * A real `redis-server` of its own, on a free port on 127.0.0.1, without persistence, for one
- * test file. It can be killed, hung (SIGSTOP) and started again on the same port.
+ * A real `redis-server` of its own, on a free port on 127.0.0.1 (or on `host`, such as the
+ * test cluster's bridge address), without persistence, for one test file. It can be killed, hung (SIGSTOP) and started again on the same port.
  */
 export class RedisServer {
   private child?: ChildProcess;
@@ -70,14 +70,18 @@ export class RedisServer {
   private constructor(
     readonly port: number,
     private readonly extraArguments: string[],
+    readonly host: string,
   ) {}
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `redis://${this.host}:${this.port}`;
   }
 
-  static async start(extraArguments: string[] = []): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), extraArguments);
+  static async start(
+    extraArguments: string[] = [],
+    host = '127.0.0.1',
+  ): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), extraArguments, host);
     await server.restart();
     return server;
   }
@@ -90,7 +94,11 @@ export class RedisServer {
         '--port',
         String(this.port),
         '--bind',
-        '127.0.0.1',
+        this.host,
+        // Off the loopback interface (the test cluster's bridge), clients come from other
+        // network namespaces; protected mode would turn them away.
+        '--protected-mode',
+        this.host === '127.0.0.1' ? 'yes' : 'no',
         '--save',
         '',
         '--appendonly',
@@ -106,6 +114,7 @@ export class RedisServer {
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (!(await this.answers())) {
       if (Date.now() > deadline) {
+        this.child.kill('SIGKILL');
         throw new Error(`redis-server on port ${this.port} did not start`);
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -116,7 +125,7 @@ export class RedisServer {
   async cli(...args: string[]): Promise<string> {
     const { stdout } = await run('redis-cli', [
       '-h',
-      '127.0.0.1',
+      this.host,
       '-p',
       String(this.port),
       ...args,
@@ -157,7 +166,7 @@ export class RedisServer {
 
   private answers(): Promise<boolean> {
     return new Promise((resolve) => {
-      const socket = connect(this.port, '127.0.0.1');
+      const socket = connect(this.port, this.host);
       socket.setTimeout(1000);
       socket.once('connect', () => socket.write('PING\r\n'));
       socket.once('data', (data) => {
