@@ -156,6 +156,20 @@ async function missThenHit(
   return [first, second];
 }
 
+/** The addresses of the Service's ready endpoints, sorted. */
+async function serviceEndpoints(): Promise<string[]> {
+  const { items } = await kubectlJson<{
+    items: {
+      endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[];
+    }[];
+  }>('get', 'endpointslices', '-l', `kubernetes.io/service-name=${SERVICE}`);
+  return items
+    .flatMap((slice) => slice.endpoints ?? [])
+    .filter((endpoint) => endpoint.conditions?.ready === true)
+    .flatMap((endpoint) => endpoint.addresses)
+    .sort();
+}
+
 /** The kubelet's own count of probes of a pod, from its /metrics/probes. */
 async function probeCount(
   pod: Pod,
@@ -486,25 +500,10 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
 
     const endpointGoneAt = await waitFor(
       "the pod to leave the Service's ready endpoints",
-      async () => {
-        const { items } = await kubectlJson<{
-          items: {
-            endpoints?: {
-              addresses: string[];
-              conditions?: { ready?: boolean };
-            }[];
-          }[];
-        }>(
-          'get',
-          'endpointslices',
-          '-l',
-          `kubernetes.io/service-name=${SERVICE}`,
-        );
-        const endpoint = items
-          .flatMap((slice) => slice.endpoints ?? [])
-          .find((candidate) => candidate.addresses.includes(podIp as string));
-        return endpoint?.conditions?.ready === true ? undefined : Date.now();
-      },
+      async () =>
+        (await serviceEndpoints()).includes(podIp as string)
+          ? undefined
+          : Date.now(),
       30_000,
       100,
     );
@@ -659,24 +658,35 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
           ? current
           : undefined;
       });
+      // The old revision's pod serves through its preStop pause, without Redis: wait until
+      // the Service's endpoints are the three new pods alone.
+      const podIps = pods.map((pod) => pod.status.podIP).sort();
+      await waitFor(
+        'the Service to route to the three new pods only',
+        async () =>
+          (await serviceEndpoints()).join() === podIps.join()
+            ? true
+            : undefined,
+      );
       const fetchesBefore = fake.fetches;
       const replies = await Promise.all(
         [...pods, ...pods].map((pod) =>
           getImage(podUrl(pod), '/image?width=640&height=480'),
         ),
       );
+      const fetchesByPods = fake.fetches - fetchesBefore;
       const throughService = await Promise.all(
         [1, 2, 3, 4, 5, 6].map(() =>
           getImage(serviceUrl, '/image?width=640&height=480'),
         ),
       );
       const all = [...replies, ...throughService];
+      evidence(
+        `3 replicas (${podIps.join(', ')}) on Redis ${redis.url}: ${all.length} requests, results ${all.map((reply) => `${reply.status} ${reply.cache} ${reply.etag}`).join(', ')}; upstream fetches: ${fetchesByPods} for the requests to the pods, ${fake.fetches - fetchesBefore} in all`,
+      );
       expect(all.every((reply) => reply.status === 200)).toBe(true);
       expect(new Set(all.map((reply) => reply.etag)).size).toBe(1);
       expect(fake.fetches - fetchesBefore).toBe(1);
-      evidence(
-        `3 replicas (${pods.map((pod) => pod.status.podIP).join(', ')}) on Redis ${redis.url}: ${all.length} requests, results ${all.map((reply) => reply.cache).join(' ')}, one ETag ${all[0].etag}, upstream fetches: ${fake.fetches - fetchesBefore}`,
-      );
     } finally {
       await helm('uninstall', RELEASE, '--wait', '--timeout', '60s').catch(
         () => undefined,
