@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { FakePicsum } from '../fake-picsum/fake-picsum.server';
+import { parseExposition } from '../support/prometheus-text';
 import { RedisServer } from '../support/redis-server';
 import {
   CHART_DIR,
@@ -170,29 +171,27 @@ async function serviceEndpoints(): Promise<string[]> {
     .sort();
 }
 
-/** The kubelet's own count of probes of a pod, from its /metrics/probes. */
-async function probeCount(
+/** The kubelet's own count of readiness probes of a pod with `result`, from its /metrics/probes. */
+async function readinessProbes(
   pod: Pod,
-  probeType: 'Liveness' | 'Readiness',
   result: 'successful' | 'failed',
 ): Promise<number> {
-  const text = await kubectl(
-    'get',
-    '--raw',
-    `/api/v1/nodes/${pod.spec.nodeName}/proxy/metrics/probes`,
+  const samples = parseExposition(
+    await kubectl(
+      'get',
+      '--raw',
+      `/api/v1/nodes/${pod.spec.nodeName}/proxy/metrics/probes`,
+    ),
   );
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (
-      line.startsWith('prober_probe_total{') &&
-      line.includes(`pod="${pod.metadata.name}"`) &&
-      line.includes(`probe_type="${probeType}"`) &&
-      line.includes(`result="${result}"`)
-    ) {
-      total += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return total;
+  return samples
+    .filter(
+      ({ name, labels }) =>
+        name === 'prober_probe_total' &&
+        labels.pod === pod.metadata.name &&
+        labels.probe_type === 'Readiness' &&
+        labels.result === result,
+    )
+    .reduce((total, sample) => total + sample.value, 0);
 }
 
 interface Event {
@@ -249,18 +248,26 @@ async function droppedByEgressRule(): Promise<number> {
   return Number(rule.trim().split(/\s+/)[0]);
 }
 
-/** Requests `count` distinct image variants of the pod, one after another. */
-async function requestDistinctVariants(
+/**
+ * Requests `count` distinct image variants of the pod, one after another, each a 512 KiB JPEG
+ * (the fake pads them, like real photos).
+ */
+async function requestLargeDistinctVariants(
   pod: Pod,
   count: number,
   offset: number,
 ): Promise<void> {
-  for (let i = 0; i < count; i += 1) {
-    const reply = await getImage(
-      podUrl(pod),
-      `/image?width=${200 + offset + i}&height=150`,
-    );
-    expect(reply.status).toBe(200);
+  fake.jpegBytes = 512 * 1024;
+  try {
+    for (let i = 0; i < count; i += 1) {
+      const reply = await getImage(
+        podUrl(pod),
+        `/image?width=${200 + offset + i}&height=150`,
+      );
+      expect(reply.status).toBe(200);
+    }
+  } finally {
+    fake.jpegBytes = 0;
   }
 }
 
@@ -301,7 +308,7 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
     evidence(`helm install --wait took ${Date.now() - started} ms`);
     const pod = await onlyReadyPod(RELEASE);
     expect(restartCount(pod)).toBe(0);
-    const readiness = await probeCount(pod, 'Readiness', 'successful');
+    const readiness = await readinessProbes(pod, 'successful');
     expect(readiness).toBeGreaterThan(0);
     evidence(
       `pod ${pod.metadata.name} Ready; the kubelet counted ${readiness} successful readiness probes`,
@@ -542,7 +549,7 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
     const pod = await onlyReadyPod(RELEASE);
     const fresh = await getImage(podUrl(pod));
     expect(fresh.status).toBe(200);
-    const readinessBefore = await probeCount(pod, 'Readiness', 'successful');
+    const readinessBefore = await readinessProbes(pod, 'successful');
 
     fake.mode = 'server-error';
     try {
@@ -564,9 +571,9 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
         new Set([fresh.etag]),
       );
       const readiness =
-        (await probeCount(pod, 'Readiness', 'successful')) - readinessBefore;
+        (await readinessProbes(pod, 'successful')) - readinessBefore;
       expect(readiness).toBeGreaterThanOrEqual(10);
-      expect(await probeCount(pod, 'Readiness', 'failed')).toBe(0);
+      expect(await readinessProbes(pod, 'failed')).toBe(0);
       evidence(
         `upstream answering 500 for ${replies.length + 2} s: ${replies.length} replies 200 STALE ${fresh.etag}; ${readiness} successful readiness probes and none failed; restartCount 0`,
       );
@@ -578,13 +585,8 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
   it('holds the disk budget derived from cache.emptyDir.sizeLimit: the kubelet measures the volume under its limit and never evicts the pod', async () => {
     await deploy('size-limit', { cache: { emptyDir: { sizeLimit: '8Mi' } } });
     const pod = await onlyReadyPod(RELEASE);
-    fake.jpegBytes = 512 * 1024;
-    try {
-      // 32 variants of 512 KiB: twice the sizeLimit.
-      await requestDistinctVariants(pod, 32, 0);
-    } finally {
-      fake.jpegBytes = 0;
-    }
+    // 32 variants of 512 KiB: twice the sizeLimit.
+    await requestLargeDistinctVariants(pod, 32, 0);
     const streamEnded = Date.now();
     // The kubelet measures emptyDirs every volumeStatsAggPeriod (10 s here, up.sh) and checks
     // them against their sizeLimit on each eviction pass: wait for a measurement after the stream.
@@ -621,12 +623,7 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
       ],
     });
     const pod = await onlyReadyPod(RELEASE);
-    fake.jpegBytes = 512 * 1024;
-    try {
-      await requestDistinctVariants(pod, 32, 100);
-    } finally {
-      fake.jpegBytes = 0;
-    }
+    await requestLargeDistinctVariants(pod, 32, 100);
     // The kubelet records an Evicted event; the pod's phase may end up Succeeded rather
     // than Failed, since the service exits 0 on the SIGTERM the eviction sends.
     const message = await waitFor(
