@@ -171,6 +171,19 @@ async function serviceEndpoints(): Promise<string[]> {
     .sort();
 }
 
+/** The pod addresses kube-proxy's iptables rules send the Service's port to, sorted. */
+async function kubeProxyBackends(): Promise<string[]> {
+  const rules = await run('iptables-save', ['-t', 'nat']);
+  return rules
+    .split('\n')
+    .filter(
+      (rule) =>
+        rule.includes(`"default/${SERVICE}:http"`) && rule.includes('-j DNAT'),
+    )
+    .map((rule) => /--to-destination ([\d.]+):/.exec(rule)?.[1] ?? '')
+    .sort();
+}
+
 /** The kubelet's own count of readiness probes of a pod with `result`, from its /metrics/probes. */
 async function readinessProbes(
   pod: Pod,
@@ -655,13 +668,14 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
           ? current
           : undefined;
       });
-      // The old revision's pod serves through its preStop pause, without Redis: wait until
-      // the Service's endpoints are the three new pods alone.
+      // The old revision's pod serves through its preStop pause, without Redis, and kube-proxy
+      // routes to it until its next sync after the EndpointSlice drops it: wait until
+      // kube-proxy's own rules send the Service to the three new pods alone.
       const podIps = pods.map((pod) => pod.status.podIP).sort();
       await waitFor(
-        'the Service to route to the three new pods only',
+        'kube-proxy to route to the three new pods only',
         async () =>
-          (await serviceEndpoints()).join() === podIps.join()
+          (await kubeProxyBackends()).join() === podIps.join()
             ? true
             : undefined,
       );
