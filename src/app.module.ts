@@ -1,5 +1,7 @@
 import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
+import { AdminModule } from './admin/admin.module';
+import { adminConfig } from './config/admin.config';
 import { cacheConfig } from './config/cache.config';
 import { loggingConfig } from './config/logging.config';
 import { serverConfig } from './config/server.config';
@@ -10,6 +12,7 @@ import { ImageModule } from './image/image.module';
 import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { ServerModule } from './server/server.module';
+import { StatusModule } from './status/status.module';
 
 @Module({
   imports: [
@@ -23,6 +26,7 @@ import { ServerModule } from './server/server.module';
         upstreamConfig,
         sharedCacheConfig,
         loggingConfig,
+        adminConfig,
       ],
     }),
     LoggingModule,
@@ -30,6 +34,8 @@ import { ServerModule } from './server/server.module';
     MetricsModule,
     ImageModule,
     HealthModule,
+    AdminModule,
+    StatusModule,
   ],
 })
 export class AppModule {}

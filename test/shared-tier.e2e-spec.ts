@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
-import { performance } from 'node:perf_hooks';
 import { FakePicsum } from './fake-picsum/fake-picsum.server';
+import { get, type Reply, sleep, waitFor } from './support/http-get';
 import {
   describeWithRedis,
   RedisCluster,
@@ -12,53 +12,11 @@ import { makeCacheDir } from './support/test-app';
 const REQUESTS_PER_REPLICA = 30;
 const COMMAND_TIMEOUT_MS = 300;
 
-/** One reply as the tests look at it. */
-interface Reply {
-  readonly status: number;
-  readonly etag: string | null;
-  readonly cacheStatus?: string | null;
-  readonly ms: number;
-}
-
 /** A running replica: a real `node dist/main.js` with a `CACHE_DIR` of its own. */
 interface Replica {
   readonly service: ServiceProcess;
   readonly url: string;
   readonly cacheDir: string;
-}
-
-async function get(url: string): Promise<Reply> {
-  const started = performance.now();
-  try {
-    const response = await fetch(url);
-    await response.arrayBuffer();
-    return {
-      status: response.status,
-      etag: response.headers.get('etag'),
-      cacheStatus: response.headers.get('cache-status'),
-      ms: performance.now() - started,
-    };
-  } catch {
-    return { status: 0, etag: null, ms: performance.now() - started };
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-): Promise<number> {
-  const started = performance.now();
-  while (!(await condition())) {
-    if (performance.now() - started > timeoutMs) {
-      throw new Error(`condition not met within ${timeoutMs} ms`);
-    }
-    await sleep(25);
-  }
-  return performance.now() - started;
 }
 
 function distinct<T>(values: T[]): T[] {

@@ -9,6 +9,10 @@ export const cacheConfig = registerAs('cache', () => {
     ttlSeconds: env.CACHE_TTL_SECONDS,
     /** `undefined` means a stale image may be served for as long as the upstream keeps failing. */
     staleIfErrorSeconds: env.CACHE_STALE_IF_ERROR_SECONDS,
+    /** How long before expiry a requested variant's next image is fetched; 0 turns prefetch off. */
+    prefetchSeconds: env.CACHE_PREFETCH_SECONDS,
+    /** How long after expiry the expired image is served while one background fetch replaces it; 0 turns it off. */
+    staleWhileRevalidateSeconds: env.CACHE_STALE_WHILE_REVALIDATE_SECONDS,
     /** Budget of the in-memory tier, in bytes; 0 turns it off. */
     memoryMaxBytes: env.CACHE_MEMORY_MAX_SIZE,
     /** Budget of `directory`, in bytes, temporary files included. */

@@ -9,6 +9,8 @@ describe(parseEnvironment.name, () => {
       HOST: '0.0.0.0',
       CACHE_DIR: './storage',
       CACHE_TTL_SECONDS: 600,
+      CACHE_PREFETCH_SECONDS: 0,
+      CACHE_STALE_WHILE_REVALIDATE_SECONDS: 0,
       PICSUM_BASE_URL: 'https://picsum.photos',
       IMAGE_WIDTH: 1200,
       UPSTREAM_TIMEOUT_MS: 30_000,
@@ -30,6 +32,43 @@ describe(parseEnvironment.name, () => {
     });
     expect(env.CACHE_STALE_IF_ERROR_SECONDS).toBeUndefined();
     expect(env.REDIS_URL).toBeUndefined();
+    expect(env.ADMIN_TOKEN).toBeUndefined();
+  });
+
+  it('refuses a prefetch window as long as the TTL', () => {
+    expect(() =>
+      parseEnvironment({
+        CACHE_TTL_SECONDS: '60',
+        CACHE_PREFETCH_SECONDS: '60',
+      }),
+    ).toThrow(
+      'CACHE_PREFETCH_SECONDS=60 is not allowed: expected less than CACHE_TTL_SECONDS (60), or 0 to turn prefetch off',
+    );
+    expect(
+      parseEnvironment({
+        CACHE_TTL_SECONDS: '60',
+        CACHE_PREFETCH_SECONDS: '59',
+      }).CACHE_PREFETCH_SECONDS,
+    ).toBe(59);
+  });
+
+  it('refuses an admin token shorter than 32 characters without showing it', () => {
+    const short = 'a-short-secret-token-0123456789';
+
+    let message = '';
+    try {
+      parseEnvironment({ ADMIN_TOKEN: short });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+
+    expect(message).toContain(
+      'ADMIN_TOKEN=(hidden) is not allowed: expected 32 to 512 printable characters without blanks',
+    );
+    expect(message).not.toContain(short);
+    expect(parseEnvironment({ ADMIN_TOKEN: `${short}xy` }).ADMIN_TOKEN).toBe(
+      `${short}xy`,
+    );
   });
 
   it('reads valid values and drops a trailing slash from the upstream URL', () => {

@@ -112,7 +112,7 @@ const redisUrlList = z.string().transform((text, context) => {
 
 /** Variables whose values may hold a password: an error message shows them masked. */
 const SECRET_URL_VARIABLES = new Set(['REDIS_URL', 'REDIS_CLUSTER_URLS']);
-const SECRET_VARIABLES = new Set(['REDIS_PASSWORD']);
+const SECRET_VARIABLES = new Set(['REDIS_PASSWORD', 'ADMIN_TOKEN']);
 
 /** `text` with the password of every URL in it replaced by `***`. */
 export function maskPasswords(text: string): string {
@@ -125,6 +125,8 @@ export const environmentSchema = z.object({
   CACHE_DIR: z.string().default('./storage'),
   CACHE_TTL_SECONDS: integer(1, SECONDS_PER_YEAR).default(600),
   CACHE_STALE_IF_ERROR_SECONDS: integer(0, SECONDS_PER_YEAR).optional(),
+  CACHE_PREFETCH_SECONDS: integer(0, SECONDS_PER_YEAR).default(0),
+  CACHE_STALE_WHILE_REVALIDATE_SECONDS: integer(0, SECONDS_PER_YEAR).default(0),
   CACHE_MEMORY_MAX_SIZE: byteSize(0).default(64 * MEBIBYTE),
   CACHE_DISK_MAX_SIZE: byteSize(MEBIBYTE).default(512 * MEBIBYTE),
   CACHE_DISK_FSYNC: flag.default(false),
@@ -154,6 +156,13 @@ export const environmentSchema = z.object({
     })
     .default('image-cache:'),
   REDIS_COMMAND_TIMEOUT_MS: integer(1, 60_000).default(500),
+  ADMIN_TOKEN: z
+    .string()
+    .regex(/^[\x21-\x7e]{32,512}$/, {
+      error:
+        '32 to 512 printable characters without blanks (e.g. from openssl rand -hex 32)',
+    })
+    .optional(),
   LOG_FORMAT: z
     .enum(['json', 'pretty'], { error: 'json or pretty' })
     .optional(),
@@ -187,10 +196,9 @@ export function parseEnvironment(env: NodeJS.ProcessEnv): Environment {
   );
   const result = environmentSchema.safeParse(present);
   if (result.success) {
-    if (result.data.REDIS_URL && result.data.REDIS_CLUSTER_URLS) {
-      throw new InvalidEnvironmentError([
-        'REDIS_URL and REDIS_CLUSTER_URLS are both set: set REDIS_URL for a standalone Redis or REDIS_CLUSTER_URLS for a Redis Cluster, not both',
-      ]);
+    const problems = conflicts(result.data);
+    if (problems.length > 0) {
+      throw new InvalidEnvironmentError(problems);
     }
     return result.data;
   }
@@ -199,6 +207,22 @@ export function parseEnvironment(env: NodeJS.ProcessEnv): Environment {
     return `${name}=${shown(name, present[name])} is not allowed: expected ${issue.message}`;
   });
   throw new InvalidEnvironmentError(problems);
+}
+
+/** Values that are each allowed but not together. */
+function conflicts(env: Environment): string[] {
+  const problems: string[] = [];
+  if (env.REDIS_URL && env.REDIS_CLUSTER_URLS) {
+    problems.push(
+      'REDIS_URL and REDIS_CLUSTER_URLS are both set: set REDIS_URL for a standalone Redis or REDIS_CLUSTER_URLS for a Redis Cluster, not both',
+    );
+  }
+  if (env.CACHE_PREFETCH_SECONDS >= env.CACHE_TTL_SECONDS) {
+    problems.push(
+      `CACHE_PREFETCH_SECONDS=${env.CACHE_PREFETCH_SECONDS} is not allowed: expected less than CACHE_TTL_SECONDS (${env.CACHE_TTL_SECONDS}), or 0 to turn prefetch off`,
+    );
+  }
+  return problems;
 }
 
 /** The value of `name` as an error message may show it: never a password. */

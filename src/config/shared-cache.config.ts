@@ -26,9 +26,12 @@ export const sharedCacheConfig = registerAs('sharedCache', () => {
      */
     lockTtlMs:
       env.UPSTREAM_QUEUE_TIMEOUT_MS + env.UPSTREAM_TIMEOUT_MS + LOCK_MARGIN_MS,
-    /** How long Redis keeps an entry after its fetch: TTL plus the stale-if-error window. */
+    /** How long Redis keeps an entry after its fetch: TTL plus the longer stale window. */
     retentionSeconds:
       env.CACHE_TTL_SECONDS +
-      (env.CACHE_STALE_IF_ERROR_SECONDS ?? UNBOUNDED_STALE_RETENTION_SECONDS),
+      Math.max(
+        env.CACHE_STALE_IF_ERROR_SECONDS ?? UNBOUNDED_STALE_RETENTION_SECONDS,
+        env.CACHE_STALE_WHILE_REVALIDATE_SECONDS,
+      ),
   };
 });

@@ -5,9 +5,14 @@ import { LRUCache } from 'lru-cache';
 import { CacheMetrics } from '../metrics/cache-metrics';
 import { fastifyInstanceOf } from '../server/fastify-instance';
 import { CacheService } from './cache/cache.service';
-import { variantKey } from './image-variant';
+import { type ImageVariant, variantKey } from './image-variant';
 import { ImageVariantPipe } from './image-variant.pipe';
 import { memoryHitHeaders } from './image-reply';
+
+interface RememberedVariant {
+  readonly variant: ImageVariant;
+  readonly key: string;
+}
 
 /** The route whose fresh hits this hook answers, as Fastify names it. */
 const IMAGE_ROUTE = '/image';
@@ -28,14 +33,14 @@ const REMEMBERED_QUERIES = 1000;
  */
 @Injectable()
 export class FreshHitHook implements OnModuleInit {
-  private readonly keys = new LRUCache<string, string>({
+  private readonly variants = new LRUCache<string, RememberedVariant>({
     max: REMEMBERED_QUERIES,
   });
 
   constructor(
     private readonly adapterHost: HttpAdapterHost,
     private readonly cache: CacheService,
-    private readonly variants: ImageVariantPipe,
+    private readonly pipe: ImageVariantPipe,
     private readonly metrics: CacheMetrics,
   ) {}
 
@@ -66,8 +71,11 @@ export class FreshHitHook implements OnModuleInit {
     ) {
       return false;
     }
-    const key = this.keyOf(request);
-    const hit = key === undefined ? undefined : this.cache.freshInMemory(key);
+    const remembered = this.variantOf(request);
+    const hit =
+      remembered === undefined
+        ? undefined
+        : this.cache.freshInMemory(remembered.key, remembered.variant);
     if (hit === undefined) {
       return false;
     }
@@ -81,19 +89,20 @@ export class FreshHitHook implements OnModuleInit {
     return true;
   }
 
-  /** The variant key of the request's query, or nothing when it is invalid (the controller says why). */
-  private keyOf(request: FastifyRequest): string | undefined {
+  /** The variant of the request's query and its key, or nothing when it is invalid (the controller says why). */
+  private variantOf(request: FastifyRequest): RememberedVariant | undefined {
     const queryStart = request.url.indexOf('?');
     const query = queryStart < 0 ? '' : request.url.slice(queryStart + 1);
-    let key = this.keys.get(query);
-    if (key === undefined) {
+    let remembered = this.variants.get(query);
+    if (remembered === undefined) {
       try {
-        key = variantKey(this.variants.transform(request.query));
+        const variant = this.pipe.transform(request.query);
+        remembered = { variant, key: variantKey(variant) };
       } catch {
         return undefined;
       }
-      this.keys.set(query, key);
+      this.variants.set(query, remembered);
     }
-    return key;
+    return remembered;
   }
 }

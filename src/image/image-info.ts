@@ -1,3 +1,6 @@
+import type { CachedImage } from './cache/cached-image';
+import type { Freshness } from './cache/cache.service';
+
 /** The body of `GET /image/info`. */
 export interface ImageInfo {
   /** The cache key of the variant, e.g. `1200x1200` or `800x600-grayscale-blur2.webp`. */
@@ -12,4 +15,22 @@ export interface ImageInfo {
   readonly stale: boolean;
   /** The final upstream URL the image came from. */
   readonly source: string;
+}
+
+/** What `GET /image/info` says of `image`, whose freshness is `freshness`. */
+export function imageInfoOf(
+  image: CachedImage,
+  freshness: Freshness,
+): ImageInfo {
+  return {
+    key: image.key,
+    id: image.picsumId ?? null,
+    contentType: image.contentType,
+    bytes: image.body.length,
+    etag: image.etag,
+    fetchedAt: new Date(image.fetchedAt).toISOString(),
+    expiresAt: new Date(freshness.expiresAt).toISOString(),
+    stale: freshness.stale,
+    source: image.source,
+  };
 }

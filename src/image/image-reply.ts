@@ -28,11 +28,12 @@ export function imageHeaders(
   freshness: Freshness,
 ): Headers {
   // A cache downstream counts freshness as max-age minus Age, so max-age carries the whole
-  // lifetime and Age the time already spent; a stale image must not be reused at all.
+  // lifetime and Age the time already spent; a stale image must not be reused, beyond the
+  // stale-while-revalidate and stale-if-error windows (RFC 5861) this cache keeps too.
   const maxAge = freshness.stale ? 0 : freshness.ttlSeconds;
   return {
     ...image.validatorHeaders,
-    'cache-control': `public, max-age=${maxAge}`,
+    'cache-control': `public, max-age=${maxAge}${freshness.staleDirectives}`,
     age: String(freshness.ageSeconds),
     'x-cache': status,
     'cache-status': cacheStatusOf(

@@ -13,7 +13,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { CacheMetrics } from '../metrics/cache-metrics';
 import { cacheStatusOfError } from './cache/cache-outcome';
 import { CacheService } from './cache/cache.service';
-import type { ImageInfo } from './image-info';
+import { type ImageInfo, imageInfoOf } from './image-info';
 import { type ImageVariant, variantKey } from './image-variant';
 import { ImageVariantPipe } from './image-variant.pipe';
 import { sendImage } from './image-reply';
@@ -72,17 +72,6 @@ export class ImageController {
         `No image is cached yet for ${variantKey(variant)}; GET /image with the same parameters fetches one`,
       );
     }
-    const freshness = this.cache.freshness(image);
-    return {
-      key: image.key,
-      id: image.picsumId ?? null,
-      contentType: image.contentType,
-      bytes: image.body.length,
-      etag: image.etag,
-      fetchedAt: new Date(image.fetchedAt).toISOString(),
-      expiresAt: new Date(freshness.expiresAt).toISOString(),
-      stale: freshness.stale,
-      source: image.source,
-    };
+    return imageInfoOf(image, this.cache.freshness(image));
   }
 }

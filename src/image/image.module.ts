@@ -27,6 +27,14 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
     TierMetrics,
     FreshHitHook,
   ],
-  exports: [DiskStore, SharedTier],
+  exports: [
+    CacheService,
+    Clock,
+    DiskStore,
+    ImageVariantPipe,
+    MemoryTier,
+    PicsumClient,
+    SharedTier,
+  ],
 })
 export class ImageModule {}

@@ -18,6 +18,15 @@ type HistogramChild = ReturnType<Histogram<string>['labels']>;
 /** `result` of `image_cache_requests_total`: what an `/image` request was answered with. */
 export type RequestResult = 'hit' | 'miss' | 'stale' | 'error';
 
+/** `action` of `image_cache_admin_actions_total`. */
+export type AdminAction = 'refresh' | 'purge' | 'entries' | 'denied';
+const ADMIN_ACTIONS: readonly AdminAction[] = [
+  'refresh',
+  'purge',
+  'entries',
+  'denied',
+];
+
 /** The tiers with a byte budget of their own, as the tier gauges label them. */
 export type BudgetedTier = 'memory' | 'disk';
 
@@ -63,6 +72,14 @@ export class CacheMetrics {
   private readonly upstreamFetches: Record<UpstreamOutcome, CounterChild>;
   private readonly upstreamDuration: Record<UpstreamOutcome, HistogramChild>;
   private readonly upstreamBusy: Counter;
+  private readonly adminActions: Record<AdminAction, CounterChild>;
+  /** The same counts as `image_cache_requests_total`, readable at once for the status page. */
+  private readonly answeredCounts: Record<RequestResult, number> = {
+    hit: 0,
+    miss: 0,
+    stale: 0,
+    error: 0,
+  };
   private readonly httpDuration: Histogram<'method' | 'route' | 'code'>;
   private readonly httpDurationChildren = new Map<string, HistogramChild>();
 
@@ -118,6 +135,15 @@ export class CacheMetrics {
       help: 'Misses refused with 503 because UPSTREAM_MAX_CONCURRENCY fetches were running and none finished in time',
       registers: [this.registry],
     });
+    const adminActions = new Counter({
+      name: 'image_cache_admin_actions_total',
+      help: 'Admin API calls, by action: refresh, purge and entries done, denied refused for a missing or wrong token or too many failures',
+      labelNames: ['action'],
+      registers: [this.registry],
+    });
+    this.adminActions = childrenOf(ADMIN_ACTIONS, (action) =>
+      adminActions.labels(action),
+    );
     this.httpDuration = new Histogram({
       name: 'http_request_duration_seconds',
       help: 'Duration of every HTTP request, by method, route template and status code',
@@ -129,9 +155,13 @@ export class CacheMetrics {
 
   /** Counts an `/image` lookup that was answered with an image (200 or 304). */
   answered({ status, outcome }: CacheLookup): void {
-    this.requests[RESULT_OF_STATUS[status]].inc();
+    const result = RESULT_OF_STATUS[status];
+    this.requests[result].inc();
+    this.answeredCounts[result] += 1;
     if (outcome.kind === 'hit' && status === 'HIT') {
       this.hits[outcome.tier].inc();
+    } else if (outcome.kind === 'prefetched') {
+      this.hits.memory.inc(); // held in memory until it became current
     } else if (outcome.kind === 'fetched' && outcome.collapsed) {
       this.collapsed.inc();
     }
@@ -140,9 +170,19 @@ export class CacheMetrics {
   /** Counts an `/image` lookup that ended in an error; `busy` when the fetch cap refused it. */
   failed(busy: boolean): void {
     this.requests.error.inc();
+    this.answeredCounts.error += 1;
     if (busy) {
       this.upstreamBusy.inc();
     }
+  }
+
+  /** `/image` requests answered since start, by result. */
+  get requestCounts(): Readonly<Record<RequestResult, number>> {
+    return this.answeredCounts;
+  }
+
+  adminAction(action: AdminAction): void {
+    this.adminActions[action].inc();
   }
 
   upstreamFetched(outcome: UpstreamOutcome, seconds: number): void {

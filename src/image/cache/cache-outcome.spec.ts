@@ -37,6 +37,16 @@ describe(cacheStatusOf.name, () => {
       -31,
       'image-cache; hit; ttl=-31; detail=upstream-failing',
     ],
+    [
+      { kind: 'prefetched' },
+      600,
+      'image-cache; hit; ttl=600; detail=prefetched',
+    ],
+    [
+      { kind: 'revalidating' },
+      -2,
+      'image-cache; fwd=stale; ttl=-2; detail=revalidating',
+    ],
   ] as const)('says %j with %i s left as %s', (outcome, ttl, expected) => {
     expect(cacheStatusOf(outcome, ttl)).toBe(expected);
   });

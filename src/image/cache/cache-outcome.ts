@@ -20,7 +20,11 @@ export type CacheOutcome =
   /** An expired image, served because the fetch this request made or waited for failed with `status`. */
   | { readonly kind: 'stale-on-error'; readonly status: number }
   /** An expired image, served without asking the upstream, which failed within the retry window. */
-  | { readonly kind: 'stale-while-failing' };
+  | { readonly kind: 'stale-while-failing' }
+  /** A prefetched image that became current at the expiry of the one before, without waiting for the upstream. */
+  | { readonly kind: 'prefetched' }
+  /** An expired image within the stale-while-revalidate window, served while a background fetch replaces it. */
+  | { readonly kind: 'revalidating' };
 
 /**
  * The `Cache-Status` field value for `outcome`, whose image has `ttlSeconds` of freshness
@@ -39,6 +43,10 @@ export function cacheStatusOf(
       return `${CACHE_NAME}; fwd=stale; fwd-status=${outcome.status}; ttl=${ttlSeconds}`;
     case 'stale-while-failing':
       return `${CACHE_NAME}; hit; ttl=${ttlSeconds}; detail=upstream-failing`;
+    case 'prefetched':
+      return `${CACHE_NAME}; hit; ttl=${ttlSeconds}; detail=prefetched`;
+    case 'revalidating':
+      return `${CACHE_NAME}; fwd=stale; ttl=${ttlSeconds}; detail=revalidating`;
   }
 }
 

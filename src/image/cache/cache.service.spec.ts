@@ -60,6 +60,10 @@ describe(CacheService.name, () => {
   async function createService(
     staleIfErrorSeconds?: number,
     limits: { maxConcurrency?: number; queueTimeoutMs?: number } = {},
+    windows: {
+      prefetchSeconds?: number;
+      staleWhileRevalidateSeconds?: number;
+    } = {},
   ): Promise<CacheService> {
     const moduleRef = await Test.createTestingModule({
       providers: [
@@ -78,6 +82,9 @@ describe(CacheService.name, () => {
             directory: '/cache',
             ttlSeconds: TTL_SECONDS,
             staleIfErrorSeconds,
+            prefetchSeconds: windows.prefetchSeconds ?? 0,
+            staleWhileRevalidateSeconds:
+              windows.staleWhileRevalidateSeconds ?? 0,
             memoryMaxBytes: 1024 * 1024,
             cleanupIntervalSeconds: 600,
           },
@@ -405,7 +412,17 @@ describe(CacheService.name, () => {
       ttlSeconds: TTL_SECONDS,
       ageSeconds: 42,
       expiresAt: image.fetchedAt + TTL_SECONDS * 1000,
+      staleDirectives: '',
     });
+  });
+
+  it('names the stale windows it keeps in the directives Cache-Control adds (RFC 5861)', async () => {
+    service = await createService(300, {}, { staleWhileRevalidateSeconds: 30 });
+    const { image } = await service.getImage(DEFAULT_VARIANT);
+
+    expect(service.freshness(image).staleDirectives).toBe(
+      ', stale-while-revalidate=30, stale-if-error=300',
+    );
   });
 
   it('caps concurrent fetches: past UPSTREAM_MAX_CONCURRENCY a miss waits, then gets a 503', async () => {
@@ -497,5 +514,274 @@ describe(CacheService.name, () => {
 
     expect(disk.removeWhere).not.toHaveBeenCalled();
     await expect(service.peek(DEFAULT_VARIANT)).resolves.toBeDefined();
+  });
+});
+
+describe(`${CacheService.name} freshness without waiting`, () => {
+  const PREFETCH_SECONDS = 60;
+  const SWR_SECONDS = 30;
+  let service: CacheService;
+  let clock: FakeClock;
+  let fetchImage: jest.Mock<Promise<UpstreamImage>, []>;
+  /** Resolves the upstream's pending fetches, in order; until then they are in flight. */
+  let pending: { resolve: () => void; reject: (error: Error) => void }[];
+  let nextId: number;
+
+  async function createService(
+    windows: { prefetchSeconds?: number; staleWhileRevalidateSeconds?: number },
+    maxConcurrency = 8,
+  ): Promise<CacheService> {
+    const moduleRef = await Test.createTestingModule({
+      providers: [
+        CacheService,
+        MemoryTier,
+        UpstreamLimiter,
+        { provide: PicsumClient, useValue: { fetchImage } },
+        {
+          provide: DiskStore,
+          useValue: {
+            name: 'disk',
+            directory: '/cache',
+            delete: jest.fn().mockResolvedValue(undefined),
+            touch: jest.fn(),
+            load: jest.fn().mockResolvedValue(undefined),
+            save: jest.fn().mockResolvedValue(true),
+            has: jest.fn().mockReturnValue(false),
+            entries: jest.fn().mockReturnValue([]),
+          },
+        },
+        SharedTier,
+        RedisConnection,
+        { provide: sharedCacheConfig.KEY, useValue: sharedCacheOff },
+        { provide: Clock, useValue: clock },
+        {
+          provide: cacheConfig.KEY,
+          useValue: {
+            directory: '/cache',
+            ttlSeconds: TTL_SECONDS,
+            prefetchSeconds: windows.prefetchSeconds ?? 0,
+            staleWhileRevalidateSeconds:
+              windows.staleWhileRevalidateSeconds ?? 0,
+            memoryMaxBytes: 1024 * 1024,
+            cleanupIntervalSeconds: 600,
+          },
+        },
+        {
+          provide: upstreamConfig.KEY,
+          useValue: {
+            imageWidth: 1200,
+            imageHeight: 1200,
+            retryAfterSeconds: RETRY_AFTER_SECONDS,
+            maxConcurrency,
+            queueTimeoutMs: 0,
+          },
+        },
+      ],
+    }).compile();
+    return moduleRef.get(CacheService);
+  }
+
+  /** Lets background work (a prefetch, a revalidation) run as far as it can. */
+  async function settle(): Promise<void> {
+    for (let turn = 0; turn < 10; turn += 1) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** A request that must be answered without waiting for the upstream: it fails if a fetch is pending when it settles. */
+  async function answeredAtOnce() {
+    let answered = false;
+    const lookup = service.getImage(DEFAULT_VARIANT).finally(() => {
+      answered = true;
+    });
+    await settle();
+    expect(answered).toBe(true);
+    return lookup;
+  }
+
+  beforeEach(() => {
+    clock = new FakeClock();
+    pending = [];
+    nextId = 1;
+    fetchImage = jest.fn(
+      () =>
+        new Promise<UpstreamImage>((resolve, reject) => {
+          const id = nextId++;
+          pending.push({ resolve: () => resolve(upstreamImage(id)), reject });
+        }),
+    );
+  });
+
+  /** Serves the first image, whose fetch the test completes. */
+  async function warm(): Promise<void> {
+    const first = service.getImage(DEFAULT_VARIANT);
+    await settle();
+    pending.shift()?.resolve();
+    expect((await first).image.picsumId).toBe('1');
+  }
+
+  it('prefetches the next image once the current one has less than the window left, and makes it current at expiry without any request waiting', async () => {
+    service = await createService({ prefetchSeconds: PREFETCH_SECONDS });
+    await warm();
+    const seen: string[] = [];
+
+    // A steady stream, one request every 10 s, across three TTLs; each fetch completes 5 s after it starts.
+    for (let second = 10; second <= 3 * TTL_SECONDS; second += 10) {
+      clock.advanceSeconds(10);
+      const lookup = await answeredAtOnce();
+      seen.push(lookup.image.picsumId ?? '');
+      expect(lookup.status).toBe('HIT');
+      if (pending.length > 0 && second % TTL_SECONDS !== 0) {
+        pending.shift()?.resolve();
+        await settle();
+      }
+    }
+
+    // Exactly one image per TTL, each current for the whole TTL, and one fetch per TTL.
+    const changes = seen.flatMap((id, index) =>
+      index > 0 && id !== seen[index - 1] ? [index] : [],
+    );
+    expect(changes.map((index) => (index + 1) * 10)).toEqual([
+      TTL_SECONDS,
+      2 * TTL_SECONDS,
+      3 * TTL_SECONDS,
+    ]);
+    expect(seen.at(-1)).toBe('4');
+    expect(fetchImage).toHaveBeenCalledTimes(4);
+  });
+
+  it('says a promoted image is prefetched in Cache-Status, with the full TTL counted from the expiry', async () => {
+    service = await createService({ prefetchSeconds: PREFETCH_SECONDS });
+    await warm();
+    clock.advanceSeconds(TTL_SECONDS - 30);
+    await answeredAtOnce(); // starts the prefetch
+    pending.shift()?.resolve();
+    await settle();
+    clock.advanceSeconds(30);
+
+    const promoted = await answeredAtOnce();
+
+    expect(promoted.outcome).toEqual({ kind: 'prefetched' });
+    expect(promoted.image.picsumId).toBe('2');
+    expect(service.freshness(promoted.image)).toMatchObject({
+      ageSeconds: 0,
+      stale: false,
+    });
+    expect((await answeredAtOnce()).outcome).toEqual({
+      kind: 'hit',
+      tier: 'memory',
+    });
+  });
+
+  it('changes nothing when the prefetch fails: the image stays until expiry, then the miss path fetches', async () => {
+    service = await createService({ prefetchSeconds: PREFETCH_SECONDS });
+    await warm();
+    clock.advanceSeconds(TTL_SECONDS - 30);
+    await answeredAtOnce();
+    pending.shift()?.reject(new BadGatewayException('upstream said 500'));
+    await settle();
+
+    // Within the window, hits do not ask the failing upstream again before the retry time.
+    clock.advanceSeconds(5);
+    expect((await answeredAtOnce()).image.picsumId).toBe('1');
+    expect(fetchImage).toHaveBeenCalledTimes(2);
+
+    clock.advanceSeconds(25);
+    const atExpiry = service.getImage(DEFAULT_VARIANT);
+    await settle();
+    pending.shift()?.resolve();
+    const missed = await atExpiry;
+
+    expect(missed.status).toBe('MISS');
+    expect(missed.image.picsumId).toBe('3');
+  });
+
+  it('a request at expiry waits for a prefetch still running rather than start a second fetch', async () => {
+    service = await createService({ prefetchSeconds: PREFETCH_SECONDS });
+    await warm();
+    clock.advanceSeconds(TTL_SECONDS - 1);
+    await answeredAtOnce();
+    clock.advanceSeconds(1);
+
+    const atExpiry = service.getImage(DEFAULT_VARIANT);
+    await settle();
+    pending.shift()?.resolve();
+
+    expect((await atExpiry).image.picsumId).toBe('2');
+    expect(fetchImage).toHaveBeenCalledTimes(2);
+  });
+
+  it('skips a prefetch while the fetch cap is saturated, and fetches nothing more for it', async () => {
+    service = await createService({ prefetchSeconds: PREFETCH_SECONDS }, 1);
+    await warm();
+    // Another variant holds the only fetch slot.
+    const other = service.getImage({ ...DEFAULT_VARIANT, grayscale: true });
+    await settle();
+    clock.advanceSeconds(TTL_SECONDS - 30);
+
+    const hit = await answeredAtOnce();
+
+    expect(hit.image.picsumId).toBe('1');
+    expect(fetchImage).toHaveBeenCalledTimes(2);
+    pending.shift()?.resolve();
+    await other;
+  });
+
+  it('within the stale-while-revalidate window serves the stale image at once while one background fetch replaces it', async () => {
+    service = await createService({ staleWhileRevalidateSeconds: SWR_SECONDS });
+    await warm();
+    clock.advanceSeconds(TTL_SECONDS + 5);
+
+    const stale = await Promise.all([answeredAtOnce(), answeredAtOnce()]);
+    expect(
+      stale.map(({ status, outcome, image }) => [
+        status,
+        outcome,
+        image.picsumId,
+      ]),
+    ).toEqual([
+      ['STALE', { kind: 'revalidating' }, '1'],
+      ['STALE', { kind: 'revalidating' }, '1'],
+    ]);
+    expect(fetchImage).toHaveBeenCalledTimes(2);
+    expect(
+      service.freshness(stale[0].image).ttlSeconds -
+        service.freshness(stale[0].image).ageSeconds,
+    ).toBe(-5);
+
+    pending.shift()?.resolve();
+    await settle();
+    const fresh = await answeredAtOnce();
+
+    expect(fresh).toMatchObject({ status: 'HIT' });
+    expect(fresh.image.picsumId).toBe('2');
+    expect(fetchImage).toHaveBeenCalledTimes(2);
+  });
+
+  it('past the stale-while-revalidate window, a request waits for the fetch as before', async () => {
+    service = await createService({ staleWhileRevalidateSeconds: SWR_SECONDS });
+    await warm();
+    clock.advanceSeconds(TTL_SECONDS + SWR_SECONDS);
+
+    const miss = service.getImage(DEFAULT_VARIANT);
+    await settle();
+    pending.shift()?.resolve();
+
+    expect((await miss).status).toBe('MISS');
+  });
+
+  it('a failed revalidation leaves the stale image served until the window ends', async () => {
+    service = await createService({ staleWhileRevalidateSeconds: SWR_SECONDS });
+    await warm();
+    clock.advanceSeconds(TTL_SECONDS + 1);
+    await answeredAtOnce();
+    pending.shift()?.reject(new BadGatewayException('upstream said 500'));
+    await settle();
+
+    const again = await answeredAtOnce();
+
+    expect(again.status).toBe('STALE');
+    expect(again.image.picsumId).toBe('1');
+    expect(fetchImage).toHaveBeenCalledTimes(2); // not again within the retry window
   });
 });

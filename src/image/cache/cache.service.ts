@@ -3,8 +3,10 @@ import {
   GatewayTimeoutException,
   HttpException,
   Inject,
+  ServiceUnavailableException,
   Injectable,
   Logger,
+  NotFoundException,
   type OnModuleDestroy,
   type OnModuleInit,
 } from '@nestjs/common';
@@ -28,7 +30,7 @@ import { DiskStore, type StoredMetadata } from './disk-store';
 import { type ImageVariant, variantKey } from '../image-variant';
 import { MemoryTier } from './memory-tier';
 import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
-import { SharedTier } from './shared/shared-tier';
+import { type SharedEntry, SharedTier } from './shared/shared-tier';
 import { SingleFlight } from './single-flight';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
 import { UpstreamLimiter } from '../upstream/upstream-limiter';
@@ -39,12 +41,29 @@ const MEMORY_HIT: CacheOutcome = { kind: 'hit', tier: 'memory' };
 /** How often a replica waiting for another's fetch checks whether the lock is free, should a notice be lost. */
 const LOCK_POLL_MS = 100;
 
+/** How long a replica waits before trying a prefetch again while another replica holds the variant's lock. */
+const PREFETCH_LOCK_RETRY_MS = 1000;
+/** Prefetched images held aside when the memory tier is off, in bytes. */
+const NEXT_IMAGES_MAX_BYTES_WITHOUT_MEMORY = 64 * 2 ** 20;
+
 /** Freshness of an entry at one moment, in the units HTTP caching headers use. */
 export interface Freshness {
   readonly stale: boolean;
   readonly expiresAt: number;
   readonly ageSeconds: number;
   readonly ttlSeconds: number;
+  /** The RFC 5861 directives `Cache-Control` adds to max-age, e.g. `, stale-while-revalidate=30`. */
+  readonly staleDirectives: string;
+}
+
+/** One cached variant, as `GET /admin/entries` lists it. */
+export interface CacheEntry {
+  readonly key: string;
+  readonly bytes: number;
+  readonly fetchedAt: string;
+  readonly expiresAt: string;
+  readonly stale: boolean;
+  readonly tiers: TierName[];
 }
 
 interface UpstreamFailure {
@@ -83,6 +102,16 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   private readonly loads = new SingleFlight<CachedImage | undefined>();
   private readonly fetches = new SingleFlight<Fetched>();
   private readonly failures: LRUCache<string, UpstreamFailure>;
+  /** Runs at most one prefetch per variant; a request at expiry waits for one still running. */
+  private readonly prefetches = new SingleFlight<void>();
+  /**
+   * Prefetched images held aside until the image before them expires: `fetchedAt` is that
+   * moment, so freshness counts from when each becomes current and there is one image per TTL.
+   */
+  private readonly nextImages: LRUCache<string, CachedImage>;
+  /** When a variant's failed prefetch may be tried again, so a failing upstream is not asked on every hit. */
+  private readonly prefetchRetryAt: LRUCache<string, number>;
+  private readonly staleDirectives: string;
   /** The tiers below memory, in the order they are asked. */
   private readonly lowerTiers: readonly CacheTier[];
   /** The tiers other replicas write too. */
@@ -104,6 +133,19 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     private readonly sharedCache: ConfigType<typeof sharedCacheConfig>,
   ) {
     this.failures = new LRUCache({ max: MAX_REMEMBERED_FAILURES });
+    this.prefetchRetryAt = new LRUCache({ max: MAX_REMEMBERED_FAILURES });
+    this.nextImages = new LRUCache({
+      maxSize: memory.maxBytes || NEXT_IMAGES_MAX_BYTES_WITHOUT_MEMORY,
+      sizeCalculation: (image) => MemoryTier.sizeOf(image),
+    });
+    this.staleDirectives = [
+      cache.staleWhileRevalidateSeconds > 0
+        ? `, stale-while-revalidate=${cache.staleWhileRevalidateSeconds}`
+        : '',
+      cache.staleIfErrorSeconds
+        ? `, stale-if-error=${cache.staleIfErrorSeconds}`
+        : '',
+    ].join('');
     this.lowerTiers = shared.enabled ? [disk, shared] : [disk];
     this.tiersWrittenElsewhere = shared.enabled ? [shared] : [];
   }
@@ -120,6 +162,9 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         this.memory.delete(notice.key, notice.fetchedAt);
         void this.disk.delete(notice.key, notice.fetchedAt);
         this.failures.delete(notice.key);
+        this.dropNextBefore(notice.key, notice.fetchedAt);
+      } else if (notice.type === 'purged') {
+        void this.purgeLocally(notice.key);
       } else {
         // Another replica's fetch failed: asking the upstream again now would fail the same way.
         this.failures.set(notice.key, {
@@ -144,7 +189,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     requestId?: string,
   ): Promise<CacheLookup> {
     const key = variantKey(variant);
-    const hit = this.freshInMemory(key);
+    const hit = this.freshInMemory(key, variant);
     if (hit) {
       return hit;
     }
@@ -159,16 +204,29 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         : await this.lookBelowMemory(key, inMemory);
     const cached = found?.image;
     if (found && !this.freshness(found.image).stale) {
+      this.prefetchIfDue(key, variant, found.image);
       return {
         image: found.image,
         status: 'HIT',
         outcome: { kind: 'hit', tier: found.tier },
       };
     }
+    const next = await this.takeNext(key, cached);
+    if (next) {
+      return next;
+    }
     if (failure) {
       return this.serveStaleOr(cached, failure.error, {
         kind: 'stale-while-failing',
       });
+    }
+    if (cached && this.isWithinRevalidateWindow(cached)) {
+      this.revalidate(key, variant, requestId);
+      return {
+        image: cached,
+        status: 'STALE',
+        outcome: { kind: 'revalidating' },
+      };
     }
     const joined = this.fetches.isRunning(key);
     try {
@@ -197,13 +255,298 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
    * A fresh hit in memory for the variant `key`, or nothing: the one lookup that never waits,
    * which `getImage` tries first and FreshHitHook answers without the rest of the request path.
    */
-  freshInMemory(key: string): CacheLookup | undefined {
+  freshInMemory(key: string, variant: ImageVariant): CacheLookup | undefined {
     const image = this.memory.load(key);
     if (image === undefined || this.isStale(image.fetchedAt)) {
       return undefined;
     }
     this.disk.touch(key);
+    this.prefetchIfDue(key, variant, image);
     return { image, status: 'HIT', outcome: MEMORY_HIT };
+  }
+
+  /**
+   * Starts the prefetch of the next image of a variant being requested, once its current
+   * image has less than `CACHE_PREFETCH_SECONDS` left, unless one is running, already held,
+   * or failed within the retry window. Costs one comparison on a hit outside that window.
+   */
+  private prefetchIfDue(
+    key: string,
+    variant: ImageVariant,
+    current: CachedImage,
+  ): void {
+    const prefetchMs = this.cache.prefetchSeconds * 1000;
+    if (prefetchMs === 0) {
+      return;
+    }
+    const now = this.clock.now();
+    const expiresAt = current.fetchedAt + this.cache.ttlSeconds * 1000;
+    if (
+      now < expiresAt - prefetchMs ||
+      this.prefetches.isRunning(key) ||
+      this.fetches.isRunning(key) ||
+      (this.nextImages.peek(key)?.fetchedAt ?? 0) >= expiresAt ||
+      now < (this.prefetchRetryAt.get(key) ?? 0)
+    ) {
+      return;
+    }
+    void this.prefetches.run(key, () =>
+      this.prefetch(key, variant, expiresAt).catch((error: unknown) => {
+        // Nothing changes: the current image stays until it expires, then the miss path runs.
+        this.prefetchRetryAt.set(
+          key,
+          this.clock.now() + this.upstream.retryAfterSeconds * 1000,
+        );
+        this.logger.warn(
+          `Prefetching the next image of ${key} failed: ${errorMessage(error)}; the miss path runs at expiry`,
+        );
+      }),
+    );
+  }
+
+  /**
+   * Gets the image that becomes current for `key` at `startsAt`, once across replicas: under
+   * the variant's fetch lock, taking what another replica already prefetched. While another
+   * replica holds the lock, it is fetching this variant, and its image reaches this replica
+   * through the shared tier.
+   */
+  private async prefetch(
+    key: string,
+    variant: ImageVariant,
+    startsAt: number,
+  ): Promise<void> {
+    const lock = await this.shared.lock(key);
+    if (lock === 'held') {
+      // Not asked again on every hit: the holder's image comes through the shared tier.
+      this.prefetchRetryAt.set(key, this.clock.now() + PREFETCH_LOCK_RETRY_MS);
+      return;
+    }
+    try {
+      if (lock !== 'unavailable') {
+        const held = await this.shared.loadNext(key);
+        if (held && held.fetchedAt >= startsAt) {
+          this.nextImages.set(key, held);
+          return;
+        }
+      }
+      const fetched = await this.limiter.run(() =>
+        this.client.fetchImage(variant),
+      );
+      const next = this.imageOf(key, fetched, startsAt);
+      this.nextImages.set(key, next);
+      await this.shared.saveNext(next);
+    } finally {
+      if (lock !== 'unavailable') {
+        await this.shared.unlock(lock);
+      }
+    }
+  }
+
+  /**
+   * The prefetched image of `key` that is due now the image before it (`cached`) expired,
+   * made current in every tier, or `undefined`. A request that comes while the prefetch is
+   * still running waits for it rather than start a second fetch. Another replica's prefetched
+   * image is read from the shared tier.
+   */
+  private async takeNext(
+    key: string,
+    cached: CachedImage | undefined,
+  ): Promise<CacheLookup | undefined> {
+    if (this.cache.prefetchSeconds === 0) {
+      return undefined;
+    }
+    await this.prefetches.settled(key);
+    // Another request of this replica may have made it current while this one waited.
+    const current = this.memory.load(key);
+    if (current && !this.isStale(current.fetchedAt)) {
+      return { image: current, status: 'HIT', outcome: MEMORY_HIT };
+    }
+    const isDue = (image: CachedImage | undefined): image is CachedImage =>
+      image !== undefined &&
+      image.fetchedAt <= this.clock.now() &&
+      image.fetchedAt > (cached?.fetchedAt ?? -Infinity) &&
+      !this.isStale(image.fetchedAt);
+    const held = this.nextImages.get(key);
+    if (isDue(held)) {
+      this.nextImages.delete(key);
+      this.memory.save(held);
+      this.failures.delete(key);
+      void this.disk.save(held);
+      void this.shared.save(held);
+      return { image: held, status: 'HIT', outcome: { kind: 'prefetched' } };
+    }
+    if (!this.shared.enabled) {
+      return undefined;
+    }
+    const shared = await this.loads.run(`next:${key}`, () =>
+      this.shared.loadNext(key),
+    );
+    if (!isDue(shared)) {
+      return undefined;
+    }
+    this.keepLocally(shared, 'shared');
+    this.failures.delete(key);
+    return { image: shared, status: 'HIT', outcome: { kind: 'prefetched' } };
+  }
+
+  /** Drops the held next image of `key` if it would become current before `fetchedAt`. */
+  private dropNextBefore(key: string, fetchedAt: number): void {
+    const held = this.nextImages.peek(key);
+    if (held && held.fetchedAt <= fetchedAt) {
+      this.nextImages.delete(key);
+    }
+  }
+
+  /** Starts one background fetch that replaces the expired image of `key`; its outcome is recorded as any fetch's. */
+  private revalidate(
+    key: string,
+    variant: ImageVariant,
+    requestId: string | undefined,
+  ): void {
+    if (this.fetches.isRunning(key)) {
+      return;
+    }
+    this.fetches
+      .run(key, () => this.fetchOnce(key, variant, requestId))
+      .catch(() => undefined); // logged by the client, remembered as a failure for the retry window
+  }
+
+  private isWithinRevalidateWindow(image: CachedImage): boolean {
+    const windowMs = this.cache.staleWhileRevalidateSeconds * 1000;
+    const expiresAt = image.fetchedAt + this.cache.ttlSeconds * 1000;
+    return windowMs > 0 && this.clock.now() < expiresAt + windowMs;
+  }
+
+  /**
+   * Fetches a new image of `variant` now and makes it current in every tier and, through the
+   * shared tier, on every replica, whatever the cache held. Joins a fetch of the variant that
+   * is already running; a prefetched image held for later is dropped.
+   */
+  async refresh(
+    variant: ImageVariant,
+    requestId?: string,
+  ): Promise<CachedImage> {
+    const key = variantKey(variant);
+    this.nextImages.delete(key);
+    await this.prefetches.settled(key);
+    this.nextImages.delete(key);
+    await this.shared.dropNext(key);
+    const { image } = await this.fetches.run(key, () =>
+      this.fetchOnce(key, variant, requestId, { force: true }),
+    );
+    return image;
+  }
+
+  /**
+   * Removes `key`'s variant, or every variant when `key` is `null`, from every tier and, through
+   * the shared tier, from every replica. Returns how many variants were removed.
+   */
+  async purge(key: string | null): Promise<number> {
+    const removed = new Set(await this.purgeLocally(key));
+    if (this.shared.enabled) {
+      try {
+        for (const variant of await this.shared.purge(key)) {
+          removed.add(variant);
+        }
+      } catch (error) {
+        throw new ServiceUnavailableException(
+          `Purged this replica, but not the shared tier, whose Redis failed: ${errorMessage(error)}; other replicas still serve their copies`,
+        );
+      }
+    }
+    if (key !== null && removed.size === 0) {
+      throw new NotFoundException(`No image is cached for ${key}`);
+    }
+    return removed.size;
+  }
+
+  /** Removes `key`'s variant, or every variant, from this replica's memory and disk; returns the variants removed. */
+  private async purgeLocally(key: string | null): Promise<string[]> {
+    const keys =
+      key === null
+        ? new Set([
+            ...this.memory.keys(),
+            ...this.disk.entries().map((entry) => entry.key),
+            ...this.nextImages.keys(),
+          ])
+        : new Set([key]);
+    const removed: string[] = [];
+    for (const variant of keys) {
+      const held =
+        this.memory.load(variant) !== undefined ||
+        this.disk.has(variant) ||
+        this.nextImages.has(variant);
+      this.memory.delete(variant);
+      this.nextImages.delete(variant);
+      this.failures.delete(variant);
+      this.prefetchRetryAt.delete(variant);
+      await this.disk.delete(variant);
+      if (held) {
+        removed.push(variant);
+      }
+    }
+    return removed;
+  }
+
+  get ttlSeconds(): number {
+    return this.cache.ttlSeconds;
+  }
+
+  /**
+   * Every variant any tier holds, with what `GET /admin/entries` shows of it; with `shared`
+   * false, only those in this replica's memory and disk (no Redis SCAN).
+   */
+  async entries({ shared = true } = {}): Promise<CacheEntry[]> {
+    const found = new Map<
+      string,
+      { bytes: number; fetchedAt: number; tiers: TierName[] }
+    >();
+    const add = (
+      key: string,
+      bytes: number,
+      fetchedAt: number,
+      tier: TierName,
+    ) => {
+      const entry = found.get(key);
+      if (!entry || fetchedAt > entry.fetchedAt) {
+        found.set(key, {
+          bytes,
+          fetchedAt,
+          tiers: [...(entry?.tiers ?? []), tier],
+        });
+      } else {
+        entry.tiers.push(tier);
+      }
+    };
+    for (const image of this.memory.values()) {
+      add(image.key, image.body.length, image.fetchedAt, 'memory');
+    }
+    for (const stored of this.disk.entries()) {
+      add(stored.key, stored.bytes, Date.parse(stored.fetchedAt), 'disk');
+    }
+    let sharedEntries: SharedEntry[] = [];
+    try {
+      sharedEntries = shared ? await this.shared.entries() : [];
+    } catch (error) {
+      throw new ServiceUnavailableException(
+        `Listing the shared tier failed, its Redis did not answer: ${errorMessage(error)}`,
+      );
+    }
+    for (const stored of sharedEntries) {
+      add(stored.key, stored.bytes, stored.fetchedAt, 'shared');
+    }
+    return [...found]
+      .map(([key, { bytes, fetchedAt, tiers }]) => ({
+        key,
+        bytes,
+        fetchedAt: new Date(fetchedAt).toISOString(),
+        expiresAt: new Date(
+          fetchedAt + this.cache.ttlSeconds * 1000,
+        ).toISOString(),
+        stale: this.isStale(fetchedAt),
+        tiers,
+      }))
+      .sort((a, b) => a.key.localeCompare(b.key));
   }
 
   /** The cached image for `variant`, fresh or stale, without ever calling the upstream. */
@@ -276,6 +619,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     key: string,
     variant: ImageVariant,
     requestId: string | undefined,
+    { force = false } = {},
   ): Promise<Fetched> {
     const waitMs = this.sharedCache.lockTtlMs + this.upstream.timeoutMs;
     const giveUpAt = performance.now() + waitMs;
@@ -288,7 +632,9 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         try {
           // The holder before this one may have stored an image, or failed, since this
           // replica looked.
-          const stored = await this.settledByAnotherReplica(key);
+          const stored = force
+            ? undefined
+            : await this.settledByAnotherReplica(key);
           return stored
             ? { image: stored, byAnotherReplica: true }
             : await this.fetchHere(key, variant, requestId);
@@ -389,7 +735,10 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       return 0;
     }
     const now = this.clock.now();
-    const lifetimeMs = (this.cache.ttlSeconds + staleIfErrorSeconds) * 1000;
+    const lifetimeMs =
+      (this.cache.ttlSeconds +
+        Math.max(staleIfErrorSeconds, this.cache.staleWhileRevalidateSeconds)) *
+      1000;
     const isExpired = (fetchedAt: number) => now >= fetchedAt + lifetimeMs;
     this.memory.removeWhere((image) => isExpired(image.fetchedAt));
     try {
@@ -416,6 +765,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       expiresAt,
       ageSeconds: Math.max(0, Math.floor((now - image.fetchedAt) / 1000)),
       ttlSeconds: this.cache.ttlSeconds,
+      staleDirectives: this.staleDirectives,
     };
   }
 
@@ -444,21 +794,31 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       await this.recordFailure(key, httpError);
       throw httpError;
     }
-    const image = createCachedImage({
-      key,
-      body: fetched.body,
-      contentType: fetched.contentType,
-      sha256: sha256Hex(fetched.body),
-      fetchedAt: this.clock.now(),
-      source: fetched.source,
-      ...(fetched.picsumId ? { picsumId: fetched.picsumId } : {}),
-    });
+    const image = this.imageOf(key, fetched, this.clock.now());
     this.memory.save(image);
+    this.dropNextBefore(key, image.fetchedAt);
     this.failures.delete(key);
     // The image is good: a tier that does not take it logs its own failure (once per outage),
     // and the image is served from the tiers that did.
     await Promise.all([this.disk.save(image), this.shared.save(image)]);
     return image;
+  }
+
+  /** The entry of a fetched image, current from `fetchedAt` on. */
+  private imageOf(
+    key: string,
+    fetched: UpstreamImage,
+    fetchedAt: number,
+  ): CachedImage {
+    return createCachedImage({
+      key,
+      body: fetched.body,
+      contentType: fetched.contentType,
+      sha256: sha256Hex(fetched.body),
+      fetchedAt,
+      source: fetched.source,
+      ...(fetched.picsumId ? { picsumId: fetched.picsumId } : {}),
+    });
   }
 
   /** The failure remembered for `key` while the upstream is not to be asked again. */

@@ -56,6 +56,16 @@ export class MemoryTier implements CacheTier {
     }
   }
 
+  /** The keys held, without counting as a use. */
+  keys(): string[] {
+    return [...(this.entries?.keys() ?? [])];
+  }
+
+  /** The images held, without counting as a use. */
+  values(): CachedImage[] {
+    return [...(this.entries?.values() ?? [])];
+  }
+
   /** Bytes held, as the budget counts them. */
   get bytes(): number {
     return this.entries?.calculatedSize ?? 0;

@@ -17,6 +17,11 @@ export class SingleFlight<T> {
     return flight;
   }
 
+  /** Resolves when the task of `key` running now, if any, has settled, however it ended. */
+  async settled(key: string): Promise<void> {
+    await this.running.get(key)?.catch(() => undefined);
+  }
+
   isRunning(key: string): boolean {
     return this.running.has(key);
   }

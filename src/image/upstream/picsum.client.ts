@@ -26,6 +26,12 @@ export function isValidPicsumId(id: string): boolean {
 }
 
 /** An image as the upstream sent it, already checked to be a complete image. */
+/** The upstream as the last fetches found it: `failingSince` (epoch ms) is null while the last one worked. */
+export interface UpstreamState {
+  readonly failingSince: number | null;
+  readonly lastError: string | null;
+}
+
 export interface UpstreamImage {
   readonly body: Buffer;
   /** Derived from the detected format, never copied from the upstream's header. */
@@ -62,6 +68,7 @@ const TIMEOUT_CODES = new Set([
 @Injectable()
 export class PicsumClient {
   private readonly logger = new Logger(PicsumClient.name);
+  private lastState: UpstreamState = { failingSince: null, lastError: null };
 
   constructor(
     @Inject(upstreamConfig.KEY)
@@ -85,6 +92,7 @@ export class PicsumClient {
       const image = await this.follow(url, (next) => (url = next));
       const ms = performance.now() - startedAt;
       this.metrics.upstreamFetched('success', ms / 1000);
+      this.lastState = { failingSince: null, lastError: null };
       this.logger.log({
         requestId,
         message: `Upstream fetch of ${key} from ${image.source}: success, ${image.body.length} bytes of ${image.contentType} in ${Math.round(ms)} ms`,
@@ -94,6 +102,10 @@ export class PicsumClient {
       const ms = performance.now() - startedAt;
       const outcome = upstreamOutcomeOf(error);
       this.metrics.upstreamFetched(outcome, ms / 1000);
+      this.lastState = {
+        failingSince: this.lastState.failingSince ?? Date.now(),
+        lastError: `${key}: ${errorMessage(error)}`,
+      };
       // The cause (e.g. `connect ECONNREFUSED 10.0.0.7:443`) is kept out of replies, not out of the log.
       const cause =
         error instanceof HttpException && error.cause !== undefined
@@ -105,6 +117,11 @@ export class PicsumClient {
       });
       throw error;
     }
+  }
+
+  /** Whether the last fetch failed, since when the fetches fail, and why the last one did. */
+  get state(): UpstreamState {
+    return this.lastState;
   }
 
   /** Asks the upstream for `firstUrl`, following its redirects; `visiting` is told each next URL. */

@@ -43,6 +43,21 @@ export interface RedisCommands {
     options: { keys: string[]; arguments: (string | Buffer)[] },
   ): Promise<unknown>;
   publish(channel: string, message: string): Promise<number>;
+  del(keys: string[]): Promise<number>;
+}
+
+/** One node's keyspace, walked with SCAN. */
+interface ScannedNode {
+  scan(
+    cursor: string,
+    options: { MATCH: string; COUNT: number },
+  ): Promise<{ cursor: string | Buffer; keys: (string | Buffer)[] }>;
+}
+
+/** What a cluster client adds: its masters, each a node to scan. */
+interface ClusterNodes {
+  readonly masters: readonly unknown[];
+  nodeClient(node: unknown): Promise<ScannedNode>;
 }
 
 /** A client that is a standalone Redis or a cluster, as far as this class needs to know. */
@@ -168,6 +183,38 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
       this.recordFailure(reason);
       throw new RedisUnavailableError(reason);
     }
+  }
+
+  /**
+   * Every key matching `pattern`, on every master of a cluster, walked with SCAN (never KEYS,
+   * which blocks Redis). Each SCAN step is bounded like any command.
+   */
+  async scanKeys(pattern: string): Promise<string[]> {
+    const client = this.client;
+    if (!client || !this.available) {
+      throw new RedisUnavailableError(this.problem ?? 'not configured');
+    }
+    const nodes: ScannedNode[] = this.config.cluster
+      ? await Promise.all(
+          (client as unknown as ClusterNodes).masters.map((master) =>
+            (client as unknown as ClusterNodes).nodeClient(master),
+          ),
+        )
+      : [client as unknown as ScannedNode];
+    const keys = new Set<string>();
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const reply = await this.run(() =>
+          node.scan(cursor, { MATCH: pattern, COUNT: 1000 }),
+        );
+        cursor = reply.cursor.toString();
+        for (const key of reply.keys) {
+          keys.add(key.toString());
+        }
+      } while (cursor !== '0');
+    }
+    return [...keys];
   }
 
   /**

@@ -55,6 +55,12 @@ const noticeSchema = z.discriminatedUnion('type', [
     fetchedAt: z.number(),
   }),
   z.object({
+    type: z.literal('purged'),
+    from: z.string(),
+    /** The variant purged, or `null` for every variant. */
+    key: z.string().nullable(),
+  }),
+  z.object({
     type: z.literal('failed'),
     from: z.string(),
     key: z.string(),
@@ -67,6 +73,14 @@ const noticeSchema = z.discriminatedUnion('type', [
 export type Notice = z.infer<typeof noticeSchema>;
 export type StoredNotice = Extract<Notice, { type: 'stored' }>;
 export type FailedNotice = Extract<Notice, { type: 'failed' }>;
+export type PurgedNotice = Extract<Notice, { type: 'purged' }>;
+
+/** What the shared tier holds of one variant, read from its header alone. */
+export interface SharedEntry {
+  readonly key: string;
+  readonly bytes: number;
+  readonly fetchedAt: number;
+}
 
 /** A variant's fetch lock, held by this replica until released or expired. */
 export interface SharedLock {
@@ -250,6 +264,133 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
   }
 
   /**
+   * Holds `image`, a prefetched next image of its variant whose `fetchedAt` is when it becomes
+   * current, aside from the current entry, so that every replica takes it at expiry. Nothing
+   * is published: the current image stays current until then.
+   */
+  async saveNext(image: CachedImage): Promise<boolean> {
+    if (!this.enabled) {
+      return false;
+    }
+    const remainingMs =
+      image.fetchedAt + this.config.retentionSeconds * 1000 - this.clock.now();
+    try {
+      await this.redis.run((redis) =>
+        redis.set(this.nextKey(image.key), encode(image), {
+          expiration: { type: 'PX', value: Math.ceil(remainingMs) },
+        }),
+      );
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Drops the prefetched next image of `key`, if any (an image made current by hand replaces it). */
+  async dropNext(key: string): Promise<void> {
+    if (!this.enabled) {
+      return;
+    }
+    try {
+      await this.redis.run((redis) => redis.del([this.nextKey(key)]));
+    } catch {
+      // Redis is down: the next image is older than the new current one, which wins.
+    }
+  }
+
+  /** The next image another replica prefetched for `key`, or `undefined`. */
+  async loadNext(key: string): Promise<CachedImage | undefined> {
+    if (!this.enabled) {
+      return undefined;
+    }
+    let value: Buffer | null;
+    try {
+      value = await this.redis.run((redis) => redis.get(this.nextKey(key)));
+    } catch {
+      return undefined;
+    }
+    if (value === null) {
+      return undefined;
+    }
+    const decoded = decode(key, value);
+    if ('invalid' in decoded) {
+      this.logger.warn(
+        `Discarding shared next image ${JSON.stringify(key)}: ${decoded.invalid}`,
+      );
+      await this.compareAndDelete(this.nextKey(key), value);
+      return undefined;
+    }
+    return decoded;
+  }
+
+  /**
+   * Removes everything stored for `key` (its image, its prefetched next image, its recorded
+   * failure), or for every variant when `key` is `null`, and tells the other replicas to drop
+   * their local copies. Returns the variants whose image was removed here.
+   */
+  async purge(key: string | null): Promise<string[]> {
+    if (!this.enabled) {
+      return [];
+    }
+    const prefix = this.config.keyPrefix;
+    const stored = key === null ? await this.keys() : [key];
+    const removed: string[] = [];
+    for (const variant of stored) {
+      const deleted = await this.redis.run((redis) =>
+        redis.del([this.entryKey(variant)]),
+      );
+      await this.redis.run((redis) =>
+        Promise.all([
+          redis.del([this.nextKey(variant)]),
+          redis.del([this.failureKey(variant)]),
+        ]),
+      );
+      if (deleted > 0) {
+        removed.push(variant);
+      }
+    }
+    if (key === null) {
+      // Next images and failures of variants with no image left.
+      for (const leftover of await this.redis.scanKeys(
+        `${escapeGlob(prefix)}{*}:*`,
+      )) {
+        if (!leftover.endsWith(':lock')) {
+          await this.redis.run((redis) => redis.del([leftover]));
+        }
+      }
+    }
+    await this.publish({ type: 'purged', from: this.replicaId, key });
+    return removed;
+  }
+
+  /** The variants with an image in the shared tier, walked with SCAN. */
+  async keys(): Promise<string[]> {
+    if (!this.enabled) {
+      return [];
+    }
+    const prefix = this.config.keyPrefix;
+    const entries = await this.redis.scanKeys(`${escapeGlob(prefix)}{*}:image`);
+    return entries.flatMap((entry) => {
+      const inner = entry.slice(prefix.length);
+      return inner.startsWith('{') && inner.endsWith('}:image')
+        ? [inner.slice(1, -'}:image'.length)]
+        : [];
+    });
+  }
+
+  /** Every variant the shared tier holds, with its size and fetch time, from the headers alone. */
+  async entries(): Promise<SharedEntry[]> {
+    const found: SharedEntry[] = [];
+    for (const key of await this.keys()) {
+      const header = await this.readStoredHeader(key);
+      if (header) {
+        found.push({ key, bytes: header.bytes, fetchedAt: header.fetchedAt });
+      }
+    }
+    return found;
+  }
+
+  /**
    * Removes the entry of `key`; with `fetchedBefore`, only an entry fetched before then. Only
    * the header is read, and the entry is deleted only while it still starts with that header,
    * so an entry another replica stored in between stays.
@@ -329,6 +470,9 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     for (const listener of this.listeners) {
       listener(notice);
     }
+    if (notice.key === null) {
+      return;
+    }
     for (const wake of [...(this.waiting.get(notice.key) ?? [])]) {
       wake();
     }
@@ -394,9 +538,18 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     return `${this.config.keyPrefix}{${key}}:lock`;
   }
 
+  private nextKey(key: string): string {
+    return `${this.config.keyPrefix}{${key}}:next`;
+  }
+
   private failureKey(key: string): string {
     return `${this.config.keyPrefix}{${key}}:failed`;
   }
+}
+
+/** `text` with the characters SCAN's MATCH treats as a pattern escaped. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
 }
 
 /** One value: the header's length (4 bytes, big-endian), the JSON header, then the body. */

@@ -1,0 +1,50 @@
+import type { RequestResult } from '../metrics/cache-metrics';
+
+/** The body of `GET /status`: what the status page shows, and nothing secret. */
+export interface StatusReport {
+  /** The service's clock (ISO 8601), so the page counts down against it, not the browser's. */
+  readonly now: string;
+  readonly startedAt: string;
+  readonly ttlSeconds: number;
+  /** The default variant's current image (what `GET /image` serves), or null before the first fetch. */
+  readonly image: {
+    readonly key: string;
+    readonly id: string | null;
+    readonly source: string;
+    readonly etag: string;
+    readonly bytes: number;
+    readonly fetchedAt: string;
+    readonly expiresAt: string;
+    readonly stale: boolean;
+  } | null;
+  /** `/image` requests since start, by result, and the share of hits (null before any). */
+  readonly requests: Readonly<Record<RequestResult, number>> & {
+    readonly hitRatio: number | null;
+  };
+  readonly memory: TierUse;
+  readonly disk: TierUse;
+  readonly upstream: {
+    readonly state: 'ok' | 'failing';
+    readonly failingSince: string | null;
+    readonly lastError: string | null;
+    /** Whether an expired image is being served because the upstream fails. */
+    readonly servingStale: boolean;
+  };
+  readonly sharedTier: {
+    readonly state: 'off' | 'connected' | 'unavailable';
+    readonly problem: string | null;
+  };
+  /** The variants this replica holds in memory or on disk. */
+  readonly variants: readonly {
+    readonly key: string;
+    readonly bytes: number;
+    readonly expiresAt: string;
+    readonly stale: boolean;
+  }[];
+}
+
+export interface TierUse {
+  readonly bytes: number;
+  readonly maxBytes: number;
+  readonly entries: number;
+}
