@@ -339,4 +339,103 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
       await expectOneFetchPerTtl({ REDIS_CLUSTER_URLS: cluster.urls });
     });
   });
+
+  it('prefetch across replicas: under the shared-tier lock, one fetch per TTL for all, and every replica turns to the same next image at expiry', async () => {
+    const ttlSeconds = 3;
+    const two = await startReplicas(2, {
+      REDIS_URL: redis().url,
+      CACHE_TTL_SECONDS: String(ttlSeconds),
+      CACHE_PREFETCH_SECONDS: '1',
+    });
+    upstream.delayMs = 200;
+    const first = await get(`${two[0].url}/image`);
+    const startedAt = Date.now();
+
+    // Both replicas asked together for parts of 3 TTLs, until 7.5 s: expiries at 3 and 6 s,
+    // prefetch windows from 2 and 5 s; the next window, at 8 s, is not reached.
+    const stream: Reply[][] = [];
+    while (Date.now() - startedAt < 3 * ttlSeconds * 1000 - 1500) {
+      stream.push(await Promise.all(two.map(({ url }) => get(`${url}/image`))));
+      await sleep(20);
+    }
+
+    const etags = distinct(stream.flat().map((reply) => reply.etag));
+    const prefetched = stream
+      .flat()
+      .filter((reply) => /detail=prefetched/.test(reply.cacheStatus ?? ''));
+    process.stdout.write(
+      `prefetch on 2 replicas: ${stream.length * 2} requests, ${upstream.fetches} fetches, ${etags.length} images, ${prefetched.length} prefetched promotions, slowest ${Math.round(Math.max(...stream.flat().map((reply) => reply.ms)))} ms\n`,
+    );
+    expect(stream.flat().every((reply) => reply.status === 200)).toBe(true);
+    expect(stream.flat().every((reply) => reply.xCache === 'HIT')).toBe(true);
+    expect(etags[0]).toBe(first.etag);
+    expect(etags).toHaveLength(3);
+    expect(upstream.fetches).toBe(3); // the first, then one prefetch for both replicas per expiry
+    // A pair of requests made at the same moment never sees two images, but at a boundary.
+    const split = stream.filter(([a, b]) => a.etag !== b.etag);
+    expect(split.length).toBeLessThanOrEqual(2);
+  }, 30_000);
+
+  it('admin refresh and purge on one replica reach every replica through the shared tier; the token is never logged', async () => {
+    const token = 'shared-admin-token-0123456789abcdef012345';
+    const two = await startReplicas(2, {
+      REDIS_URL: redis().url,
+      ADMIN_TOKEN: token,
+    });
+    const before = await Promise.all(two.map(({ url }) => get(`${url}/image`)));
+
+    const refreshed = await fetch(`${two[0].url}/admin/refresh`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const info = (await refreshed.json()) as { etag: string };
+    await sleep(200); // the notice reaches the other replica
+    const afterRefresh = await Promise.all(
+      two.map(({ url }) => get(`${url}/image`)),
+    );
+    await sleep(200); // the copy to the second replica's disk is not waited for
+    const listed = (await (
+      await fetch(`${two[1].url}/admin/entries`, {
+        headers: { authorization: `Bearer ${token}` },
+      })
+    ).json()) as { entries: { key: string; tiers: string[] }[] };
+    const purged = await fetch(`${two[1].url}/admin/cache`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const purgedBody = (await purged.json()) as { removed: number };
+    await sleep(200);
+    const keysAfterPurge = await redis().cli('--raw', 'keys', '*');
+    const afterPurge = await get(`${two[0].url}/image`);
+    await fetch(`${two[0].url}/admin/entries`, {
+      headers: { authorization: `Bearer ${token}x` },
+    });
+
+    expect(refreshed.status).toBe(200);
+    expect(distinct(before.map((reply) => reply.etag))).toHaveLength(1);
+    expect(info.etag).not.toBe(before[0].etag);
+    expect(afterRefresh.map((reply) => reply.etag)).toEqual([
+      info.etag,
+      info.etag,
+    ]);
+    expect(listed.entries).toEqual([
+      expect.objectContaining({
+        key: '1200x1200',
+        tiers: ['memory', 'disk', 'shared'],
+        stale: false,
+      }),
+    ]);
+    expect(purged.status).toBe(200);
+    expect(purgedBody.removed).toBe(1);
+    expect(keysAfterPurge).toBe('');
+    expect(afterPurge.xCache).toBe('MISS');
+    expect(afterPurge.etag).not.toBe(info.etag);
+    expect(upstream.fetches).toBe(3);
+    for (const { service } of two) {
+      expect(service.output).not.toContain(token);
+    }
+    expect(two[0].service.output).toContain(
+      'Refused GET /admin/entries from 127.0.0.1: a wrong bearer token',
+    );
+  });
 });
