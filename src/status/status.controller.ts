@@ -1,4 +1,11 @@
-import { Controller, Get, Header, Res } from '@nestjs/common';
+import {
+  Controller,
+  Get,
+  Header,
+  HttpCode,
+  HttpStatus,
+  Res,
+} from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { StatusPage } from './status-page';
 import type { StatusReport } from './status-report';
@@ -24,6 +31,12 @@ export class StatusController {
       })
       .send(this.page.html);
   }
+
+  /** Browsers ask for it with every page: no icon, and no 404 in their console or our logs. */
+  @Get('favicon.ico')
+  @HttpCode(HttpStatus.NO_CONTENT)
+  @Header('Cache-Control', 'public, max-age=86400')
+  favicon(): void {}
 
   @Get('status')
   @Header('Cache-Control', 'no-store')

@@ -34,7 +34,7 @@
     bar.value = share;
     bar.high = 0.9;
     byId(`${name}-text`).textContent = tier.maxBytes > 0
-      ? `${size(tier.bytes)} of ${size(tier.maxBytes)} (${(share * 100).toFixed(1)} %), ${tier.entries} images`
+      ? `${size(tier.bytes)} of ${size(tier.maxBytes)} (${(share * 100).toFixed(1)} %), ${tier.entries} image${tier.entries === 1 ? '' : 's'}`
       : 'off';
   }
 
