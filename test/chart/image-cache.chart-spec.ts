@@ -190,7 +190,11 @@ describe('the Helm chart helm/image-cache', () => {
 
   it('passes the other settings through the ConfigMap the container reads', async () => {
     const objects = await render({
-      cache: { staleIfErrorSeconds: 0 },
+      cache: {
+        staleIfErrorSeconds: 0,
+        prefetchSeconds: 60,
+        staleWhileRevalidateSeconds: 30,
+      },
       upstream: {
         baseUrl: 'http://mirror.internal',
         timeoutMs: 2500,
@@ -205,6 +209,8 @@ describe('the Helm chart helm/image-cache', () => {
       HOST: '0.0.0.0',
       PORT: '3000',
       CACHE_STALE_IF_ERROR_SECONDS: '0',
+      CACHE_PREFETCH_SECONDS: '60',
+      CACHE_STALE_WHILE_REVALIDATE_SECONDS: '30',
       PICSUM_BASE_URL: 'http://mirror.internal',
       UPSTREAM_TIMEOUT_MS: '2500',
       UPSTREAM_MAX_BYTES: '20971520',
@@ -403,7 +409,62 @@ describe('the Helm chart helm/image-cache', () => {
     expect(configOf(objects).REDIS_URL).toBeUndefined();
   });
 
+  it('keeps the admin token in a Secret: one the chart makes from admin.token, or admin.existingSecret; never in the ConfigMap', async () => {
+    const token = 'a'.repeat(40);
+    const made = await render({ admin: { token } });
+    const existing = await render({
+      admin: { existingSecret: 'image-cache-admin', tokenKey: 'bearer' },
+    });
+    const off = await render();
+    const secret = findObject(made, 'Secret') as Manifest & {
+      data: Record<string, string>;
+    };
+
+    expect(secret.metadata.name).toMatch(/-admin$/);
+    expect(Buffer.from(secret.data.token, 'base64').toString()).toBe(token);
+    expect(containerOf(made).env).toEqual([
+      {
+        name: 'ADMIN_TOKEN',
+        valueFrom: {
+          secretKeyRef: { name: secret.metadata.name, key: 'token' },
+        },
+      },
+    ]);
+    expect(JSON.stringify(configOf(made))).not.toContain(token);
+    expect(
+      deploymentOf(made).spec.template.metadata.annotations,
+    ).toHaveProperty('checksum/admin-secret');
+    expect(existing.some((object) => object.kind === 'Secret')).toBe(false);
+    expect(containerOf(existing).env).toEqual([
+      {
+        name: 'ADMIN_TOKEN',
+        valueFrom: {
+          secretKeyRef: { name: 'image-cache-admin', key: 'bearer' },
+        },
+      },
+    ]);
+    expect(containerOf(off).env).toBeUndefined();
+  });
+
+  it('refuses a prefetch window as long as the TTL', async () => {
+    await expect(
+      template({ cache: { ttlSeconds: 60, prefetchSeconds: 60 } }),
+    ).rejects.toThrow(
+      'cache.prefetchSeconds (60) must be below cache.ttlSeconds (60), or 0 to turn prefetch off',
+    );
+  });
+
   it.each([
+    [
+      'an admin token under 32 characters',
+      { admin: { token: 'short-token' } },
+      /admin\/token/,
+    ],
+    [
+      'both admin.token and admin.existingSecret',
+      { admin: { token: 'b'.repeat(32), existingSecret: 'admin' } },
+      /admin.*'not' failed/s,
+    ],
     ['cache.ttlSeconds 0', { cache: { ttlSeconds: 0 } }, /ttlSeconds.*minimum/],
     [
       'cache.ttlSeconds "abc"',

@@ -148,7 +148,7 @@ describe('the chart watches the service: ServiceMonitor, PrometheusRule, dashboa
     expect(dashboard.uid).toBe('image-cache');
   });
 
-  it('routes only /image through the Ingress, never /metrics or /health, and refuses other paths', async () => {
+  it('routes only /image (and the status page when asked) through the Ingress, never /metrics, /health or /admin, and refuses other paths', async () => {
     const objects = await render({
       ingress: {
         enabled: true,
@@ -165,6 +165,30 @@ describe('the chart watches the service: ServiceMonitor, PrometheusRule, dashboa
     );
 
     expect(paths).toEqual(['/image', '/image']);
+    const withStatusPage = (
+      await render({
+        admin: { token: 'c'.repeat(32) },
+        ingress: {
+          enabled: true,
+          statusPage: true,
+          hosts: [{ host: 'a.example.com' }],
+        },
+      })
+    ).find((object) => object.kind === 'Ingress') as Manifest & {
+      spec: {
+        rules: { http: { paths: { path: string; pathType: string }[] } }[];
+      };
+    };
+    expect(
+      withStatusPage.spec.rules[0].http.paths.map(
+        ({ path, pathType }) => `${pathType} ${path}`,
+      ),
+    ).toEqual([
+      'Prefix /image',
+      'Exact /',
+      'Exact /status',
+      'Exact /favicon.ico',
+    ]);
     await expect(
       template({
         ingress: {

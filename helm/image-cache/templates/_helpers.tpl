@@ -105,11 +105,42 @@ entries (none when no key is set).
 {{- end }}
 
 {{/*
-The paths an Ingress routes to the service: the public API only. /metrics and /health are
-reached inside the cluster (by Prometheus and the kubelet), never through the Ingress.
+The env entry that reads ADMIN_TOKEN from its Secret: admin.existingSecret, or the Secret the
+chart makes from admin.token. Nothing when the admin API is off.
+*/}}
+{{- define "image-cache.adminSecretName" -}}
+{{- if .Values.admin.existingSecret -}}
+{{- .Values.admin.existingSecret -}}
+{{- else if .Values.admin.token -}}
+{{- include "image-cache.fullname" . }}-admin
+{{- end -}}
+{{- end }}
+
+{{- define "image-cache.adminSecretEnv" -}}
+{{- $name := include "image-cache.adminSecretName" . -}}
+{{- if $name }}
+- name: ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $name | quote }}
+      key: {{ ternary .Values.admin.tokenKey "token" (ne .Values.admin.existingSecret "") | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The paths an Ingress routes to the service: the public API only, as Prefix paths. /metrics,
+/health and /admin are reached inside the cluster (by Prometheus, the kubelet, an operator),
+never through the Ingress.
 */}}
 {{- define "image-cache.publicPaths" -}}
 - /image
+{{- end }}
+
+{{/* The status page's paths, routed as Exact paths when ingress.statusPage is on. */}}
+{{- define "image-cache.statusPaths" -}}
+- /
+- /status
+- /favicon.ico
 {{- end }}
 
 {{/*
