@@ -3,12 +3,12 @@ import {
   GatewayTimeoutException,
   HttpException,
   Inject,
-  ServiceUnavailableException,
   Injectable,
   Logger,
   NotFoundException,
   type OnModuleDestroy,
   type OnModuleInit,
+  ServiceUnavailableException,
 } from '@nestjs/common';
 import { LRUCache } from 'lru-cache';
 import type { ConfigType } from '@nestjs/config';
@@ -162,7 +162,9 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         this.memory.delete(notice.key, notice.fetchedAt);
         void this.disk.delete(notice.key, notice.fetchedAt);
         this.failures.delete(notice.key);
-        this.dropNextBefore(notice.key, notice.fetchedAt);
+        // A next image held here was for the image that is now replaced: its successor is
+        // prefetched again, or fetched at expiry.
+        this.nextImages.delete(notice.key);
       } else if (notice.type === 'purged') {
         void this.purgeLocally(notice.key);
       } else {
@@ -427,7 +429,6 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     requestId?: string,
   ): Promise<CachedImage> {
     const key = variantKey(variant);
-    this.nextImages.delete(key);
     await this.prefetches.settled(key);
     this.nextImages.delete(key);
     await this.shared.dropNext(key);
@@ -696,6 +697,21 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       if (stored) {
         return stored;
       }
+    }
+    // A prefetch that held the lock until now left the image that is current from expiry.
+    const next =
+      this.cache.prefetchSeconds > 0
+        ? await this.shared.loadNext(key)
+        : undefined;
+    if (
+      next &&
+      next.fetchedAt <= this.clock.now() &&
+      !this.isStale(next.fetchedAt) &&
+      next.fetchedAt > (fetchedAt ?? -Infinity)
+    ) {
+      this.keepLocally(next, 'shared');
+      this.failures.delete(key);
+      return next;
     }
     const failure = await this.shared.loadFailure(key);
     if (!failure) {
