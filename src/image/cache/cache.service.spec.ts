@@ -42,22 +42,81 @@ const sharedCacheOff = {
   retentionSeconds: TTL_SECONDS,
 };
 
+/** The disk tier's methods CacheService calls, as mocks: nothing stored. */
+function fakeDisk() {
+  return {
+    name: 'disk' as const,
+    directory: '/cache',
+    delete: jest.fn().mockResolvedValue(undefined),
+    touch: jest.fn(),
+    load: jest.fn().mockResolvedValue(undefined),
+    save: jest.fn().mockResolvedValue(true),
+    removeWhere: jest.fn().mockResolvedValue(0),
+    reconcile: jest.fn().mockResolvedValue(undefined),
+    has: jest.fn().mockReturnValue(false),
+    entries: jest.fn().mockReturnValue([]),
+  };
+}
+
+/** The test doubles and settings a CacheService is compiled with. */
+interface ServiceSetup {
+  readonly fetchImage: jest.Mock<Promise<UpstreamImage>, []>;
+  readonly disk: object;
+  readonly clock: FakeClock;
+  readonly staleIfErrorSeconds?: number;
+  readonly maxConcurrency?: number;
+  readonly queueTimeoutMs?: number;
+  readonly prefetchSeconds?: number;
+  readonly staleWhileRevalidateSeconds?: number;
+}
+
+/** A CacheService on a real memory tier and limiter, with the upstream and disk replaced. */
+async function compileService(setup: ServiceSetup): Promise<CacheService> {
+  const moduleRef = await Test.createTestingModule({
+    providers: [
+      CacheService,
+      MemoryTier,
+      UpstreamLimiter,
+      { provide: PicsumClient, useValue: { fetchImage: setup.fetchImage } },
+      { provide: DiskStore, useValue: setup.disk },
+      SharedTier,
+      RedisConnection,
+      { provide: sharedCacheConfig.KEY, useValue: sharedCacheOff },
+      { provide: Clock, useValue: setup.clock },
+      {
+        provide: cacheConfig.KEY,
+        useValue: {
+          directory: '/cache',
+          ttlSeconds: TTL_SECONDS,
+          staleIfErrorSeconds: setup.staleIfErrorSeconds,
+          prefetchSeconds: setup.prefetchSeconds ?? 0,
+          staleWhileRevalidateSeconds: setup.staleWhileRevalidateSeconds ?? 0,
+          memoryMaxBytes: 1024 * 1024,
+          cleanupIntervalSeconds: 600,
+        },
+      },
+      {
+        provide: upstreamConfig.KEY,
+        useValue: {
+          imageWidth: 1200,
+          imageHeight: 1200,
+          retryAfterSeconds: RETRY_AFTER_SECONDS,
+          maxConcurrency: setup.maxConcurrency ?? 8,
+          queueTimeoutMs: setup.queueTimeoutMs ?? 1000,
+        },
+      },
+    ],
+  }).compile();
+  return moduleRef.get(CacheService);
+}
+
 describe(CacheService.name, () => {
   let service: CacheService;
   let clock: FakeClock;
   let fetchImage: jest.Mock<Promise<UpstreamImage>, []>;
-  let disk: {
-    name: 'disk';
-    directory: string;
-    delete: jest.Mock;
-    touch: jest.Mock;
-    load: jest.Mock;
-    save: jest.Mock;
-    removeWhere: jest.Mock;
-    reconcile: jest.Mock;
-  };
+  let disk: ReturnType<typeof fakeDisk>;
 
-  async function createService(
+  function createService(
     staleIfErrorSeconds?: number,
     limits: { maxConcurrency?: number; queueTimeoutMs?: number } = {},
     windows: {
@@ -65,59 +124,21 @@ describe(CacheService.name, () => {
       staleWhileRevalidateSeconds?: number;
     } = {},
   ): Promise<CacheService> {
-    const moduleRef = await Test.createTestingModule({
-      providers: [
-        CacheService,
-        MemoryTier,
-        UpstreamLimiter,
-        { provide: PicsumClient, useValue: { fetchImage } },
-        { provide: DiskStore, useValue: disk },
-        SharedTier,
-        RedisConnection,
-        { provide: sharedCacheConfig.KEY, useValue: sharedCacheOff },
-        { provide: Clock, useValue: clock },
-        {
-          provide: cacheConfig.KEY,
-          useValue: {
-            directory: '/cache',
-            ttlSeconds: TTL_SECONDS,
-            staleIfErrorSeconds,
-            prefetchSeconds: windows.prefetchSeconds ?? 0,
-            staleWhileRevalidateSeconds:
-              windows.staleWhileRevalidateSeconds ?? 0,
-            memoryMaxBytes: 1024 * 1024,
-            cleanupIntervalSeconds: 600,
-          },
-        },
-        {
-          provide: upstreamConfig.KEY,
-          useValue: {
-            imageWidth: 1200,
-            imageHeight: 1200,
-            retryAfterSeconds: RETRY_AFTER_SECONDS,
-            maxConcurrency: limits.maxConcurrency ?? 8,
-            queueTimeoutMs: limits.queueTimeoutMs ?? 1000,
-          },
-        },
-      ],
-    }).compile();
-    return moduleRef.get(CacheService);
+    return compileService({
+      fetchImage,
+      disk,
+      clock,
+      staleIfErrorSeconds,
+      ...limits,
+      ...windows,
+    });
   }
 
   beforeEach(async () => {
     clock = new FakeClock();
     let nextId = 1;
     fetchImage = jest.fn(() => Promise.resolve(upstreamImage(nextId++)));
-    disk = {
-      name: 'disk',
-      directory: '/cache',
-      delete: jest.fn().mockResolvedValue(undefined),
-      touch: jest.fn(),
-      load: jest.fn().mockResolvedValue(undefined),
-      save: jest.fn().mockResolvedValue(true),
-      removeWhere: jest.fn().mockResolvedValue(0),
-      reconcile: jest.fn().mockResolvedValue(undefined),
-    };
+    disk = fakeDisk();
     service = await createService();
   });
 
@@ -527,58 +548,18 @@ describe(`${CacheService.name} freshness without waiting`, () => {
   let pending: { resolve: () => void; reject: (error: Error) => void }[];
   let nextId: number;
 
-  async function createService(
+  function createService(
     windows: { prefetchSeconds?: number; staleWhileRevalidateSeconds?: number },
     maxConcurrency = 8,
   ): Promise<CacheService> {
-    const moduleRef = await Test.createTestingModule({
-      providers: [
-        CacheService,
-        MemoryTier,
-        UpstreamLimiter,
-        { provide: PicsumClient, useValue: { fetchImage } },
-        {
-          provide: DiskStore,
-          useValue: {
-            name: 'disk',
-            directory: '/cache',
-            delete: jest.fn().mockResolvedValue(undefined),
-            touch: jest.fn(),
-            load: jest.fn().mockResolvedValue(undefined),
-            save: jest.fn().mockResolvedValue(true),
-            has: jest.fn().mockReturnValue(false),
-            entries: jest.fn().mockReturnValue([]),
-          },
-        },
-        SharedTier,
-        RedisConnection,
-        { provide: sharedCacheConfig.KEY, useValue: sharedCacheOff },
-        { provide: Clock, useValue: clock },
-        {
-          provide: cacheConfig.KEY,
-          useValue: {
-            directory: '/cache',
-            ttlSeconds: TTL_SECONDS,
-            prefetchSeconds: windows.prefetchSeconds ?? 0,
-            staleWhileRevalidateSeconds:
-              windows.staleWhileRevalidateSeconds ?? 0,
-            memoryMaxBytes: 1024 * 1024,
-            cleanupIntervalSeconds: 600,
-          },
-        },
-        {
-          provide: upstreamConfig.KEY,
-          useValue: {
-            imageWidth: 1200,
-            imageHeight: 1200,
-            retryAfterSeconds: RETRY_AFTER_SECONDS,
-            maxConcurrency,
-            queueTimeoutMs: 0,
-          },
-        },
-      ],
-    }).compile();
-    return moduleRef.get(CacheService);
+    return compileService({
+      fetchImage,
+      clock,
+      maxConcurrency,
+      queueTimeoutMs: 0,
+      ...windows,
+      disk: fakeDisk(),
+    });
   }
 
   /** Lets background work (a prefetch, a revalidation) run as far as it can. */

@@ -210,28 +210,7 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
   }
 
   async load(key: string): Promise<CachedImage | undefined> {
-    if (!this.enabled) {
-      return undefined;
-    }
-    const entryKey = this.entryKey(key);
-    let value: Buffer | null;
-    try {
-      value = await this.redis.run((redis) => redis.get(entryKey));
-    } catch {
-      return undefined;
-    }
-    if (value === null) {
-      return undefined;
-    }
-    const decoded = decode(key, value);
-    if ('invalid' in decoded) {
-      this.logger.warn(
-        `Discarding shared image ${JSON.stringify(key)}: ${decoded.invalid}`,
-      );
-      await this.compareAndDelete(entryKey, value);
-      return undefined;
-    }
-    return decoded;
+    return this.read(key, this.entryKey(key), 'image');
   }
 
   async save(image: CachedImage): Promise<boolean> {
@@ -300,12 +279,24 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
 
   /** The next image another replica prefetched for `key`, or `undefined`. */
   async loadNext(key: string): Promise<CachedImage | undefined> {
+    return this.read(key, this.nextKey(key), 'next image');
+  }
+
+  /**
+   * The image of `key` stored under `entryKey`, verified; one that fails the checks is
+   * discarded (only while it is still the value read) and logged as the shared `what`.
+   */
+  private async read(
+    key: string,
+    entryKey: string,
+    what: string,
+  ): Promise<CachedImage | undefined> {
     if (!this.enabled) {
       return undefined;
     }
     let value: Buffer | null;
     try {
-      value = await this.redis.run((redis) => redis.get(this.nextKey(key)));
+      value = await this.redis.run((redis) => redis.get(entryKey));
     } catch {
       return undefined;
     }
@@ -315,9 +306,9 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     const decoded = decode(key, value);
     if ('invalid' in decoded) {
       this.logger.warn(
-        `Discarding shared next image ${JSON.stringify(key)}: ${decoded.invalid}`,
+        `Discarding shared ${what} ${JSON.stringify(key)}: ${decoded.invalid}`,
       );
-      await this.compareAndDelete(this.nextKey(key), value);
+      await this.compareAndDelete(entryKey, value);
       return undefined;
     }
     return decoded;
