@@ -376,6 +376,32 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
     expect(split.length).toBeLessThanOrEqual(2);
   }, 30_000);
 
+  it('stale-while-revalidate across replicas: all serve the stale image at once, one background fetch replaces it for all', async () => {
+    const three = await startReplicas(3, {
+      REDIS_URL: redis().url,
+      CACHE_TTL_SECONDS: '1',
+      CACHE_STALE_WHILE_REVALIDATE_SECONDS: '30',
+    });
+    const fresh = await burst(three, '/image', 1);
+    await sleep(1100);
+    upstream.delayMs = 500;
+
+    const stale = await burst(three, '/image', 5);
+    await waitFor(async () => {
+      const replies = await burst(three, '/image', 1);
+      return replies.every((reply) => reply.xCache === 'HIT');
+    }, 5000);
+    const replaced = await burst(three, '/image', 2);
+
+    expect(distinct(fresh.map((reply) => reply.etag))).toHaveLength(1);
+    expect(
+      distinct(stale.map((reply) => [reply.xCache, reply.etag].join(' '))),
+    ).toEqual([`STALE ${fresh[0].etag}`]);
+    expect(distinct(replaced.map((reply) => reply.etag))).toHaveLength(1);
+    expect(replaced[0].etag).not.toBe(fresh[0].etag);
+    expect(upstream.fetches).toBe(2);
+  });
+
   it('admin refresh and purge on one replica reach every replica through the shared tier; the token is never logged', async () => {
     const token = 'shared-admin-token-0123456789abcdef012345';
     const two = await startReplicas(2, {

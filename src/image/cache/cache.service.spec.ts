@@ -739,6 +739,30 @@ describe(`${CacheService.name} freshness without waiting`, () => {
     expect(fetchImage).toHaveBeenCalledTimes(2);
   });
 
+  it('serves stale at once while the fetch cap is saturated, and revalidates once a slot is free', async () => {
+    service = await createService(
+      { staleWhileRevalidateSeconds: SWR_SECONDS },
+      1,
+    );
+    await warm();
+    const other = service.getImage({ ...DEFAULT_VARIANT, grayscale: true });
+    await settle();
+    clock.advanceSeconds(TTL_SECONDS + 1);
+
+    const whileBusy = await answeredAtOnce();
+    expect(whileBusy.status).toBe('STALE');
+    expect(fetchImage).toHaveBeenCalledTimes(2); // the revalidation found no slot
+    pending.shift()?.resolve();
+    await other;
+
+    const again = await answeredAtOnce();
+    expect(again.status).toBe('STALE');
+    expect(fetchImage).toHaveBeenCalledTimes(3);
+    pending.shift()?.resolve();
+    await settle();
+    expect((await answeredAtOnce()).status).toBe('HIT');
+  });
+
   it('past the stale-while-revalidate window, a request waits for the fetch as before', async () => {
     service = await createService({ staleWhileRevalidateSeconds: SWR_SECONDS });
     await warm();
