@@ -194,6 +194,8 @@ export interface ImageReply {
   cache: string | null;
   etag: string | null;
   bytes: number;
+  /** The body of a reply that is not an image (an error's JSON), so a failed expectation shows it. */
+  error?: string;
 }
 
 /** GET `path` on `baseUrl`, with the reply's cache result, ETag and size. */
@@ -206,10 +208,16 @@ export async function getImage(
     signal: AbortSignal.timeout(timeoutMs),
   });
   const body = await response.arrayBuffer();
+  const isImage = (response.headers.get('content-type') ?? '').startsWith(
+    'image/',
+  );
   return {
     status: response.status,
     cache: response.headers.get('x-cache'),
     etag: response.headers.get('etag'),
     bytes: body.byteLength,
+    ...(isImage
+      ? {}
+      : { error: Buffer.from(body).toString('utf8').slice(0, 500) }),
   };
 }
