@@ -124,13 +124,33 @@ async function reloadPod(pod: Pod): Promise<Pod> {
 }
 
 /** Waits for the pod's container to have restarted once more, in the same pod, and be ready. */
-function restartedInPlace(pod: Pod): Promise<Pod> {
-  return waitFor('the container restarted and ready', async () => {
-    const current = await reloadPod(pod);
-    return restartCount(current) === restartCount(pod) + 1 && isReady(current)
-      ? current
-      : undefined;
-  });
+async function restartedInPlace(pod: Pod): Promise<Pod> {
+  const restarted = await waitFor(
+    'the container restarted and ready',
+    async () => {
+      const current = await reloadPod(pod);
+      return restartCount(current) === restartCount(pod) + 1 && isReady(current)
+        ? current
+        : undefined;
+    },
+  );
+  await untilServiceRoutesTo([restarted]);
+  return restarted;
+}
+
+/**
+ * Waits until kube-proxy's own rules send the Service to `pods` alone. kube-proxy follows the
+ * EndpointSlice a moment later; until then a request to the ClusterIP matches no rule and
+ * leaves the node by the default route, where this machine's network answers port 80 with a
+ * 404 of its own (CI saw it after the SIGKILL restart, twice).
+ */
+async function untilServiceRoutesTo(pods: Pod[]): Promise<void> {
+  const podIps = pods.map((pod) => pod.status.podIP).sort();
+  await waitFor(
+    `kube-proxy to route the Service to ${podIps.join(', ')}`,
+    async () =>
+      (await kubeProxyBackends()).join() === podIps.join() ? true : undefined,
+  );
 }
 
 /** The next request through the Service is a HIT of `cached`, and the upstream was not asked. */
@@ -477,6 +497,7 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
 
   it('scenario 5, a new pod: after kubectl delete pod, the replacement starts with an empty emptyDir: MISS and one fetch', async () => {
     const pod = await onlyReadyPod(RELEASE);
+    await untilServiceRoutesTo([pod]);
     const cached = await getImage(serviceUrl);
     expect(cached.cache).toBe('HIT');
     const fetchesBefore = fake.fetches;
@@ -672,13 +693,7 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
       // routes to it until its next sync after the EndpointSlice drops it: wait until
       // kube-proxy's own rules send the Service to the three new pods alone.
       const podIps = pods.map((pod) => pod.status.podIP).sort();
-      await waitFor(
-        'kube-proxy to route to the three new pods only',
-        async () =>
-          (await kubeProxyBackends()).join() === podIps.join()
-            ? true
-            : undefined,
-      );
+      await untilServiceRoutesTo(pods);
       const fetchesBefore = fake.fetches;
       const replies = await Promise.all(
         [...pods, ...pods].map((pod) =>
