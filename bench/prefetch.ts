@@ -13,16 +13,15 @@
  * The target: no request of the stream slower than the hit p99 plus 5 ms, and one fetch per
  * TTL. A control round without prefetch shows what a request that waits looks like.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { FakePicsum } from '../test/fake-picsum/fake-picsum.server';
 import { sleep } from '../test/support/http-get';
 import { LOAD_CPU, SERVER_CPU, startService } from './servers';
+import { runWrkScript } from './wrk';
 
-const execFileAsync = promisify(execFile);
 const TTL_SECONDS = 8;
 const UPSTREAM_DELAY_MS = 300;
 const GAP_MS = 10;
@@ -54,26 +53,7 @@ async function stream(
   seconds: number,
   script: string,
 ): Promise<StreamFigures> {
-  const { stdout } = await execFileAsync(
-    'taskset',
-    [
-      '-c',
-      LOAD_CPU,
-      'wrk',
-      '--threads',
-      '1',
-      '--connections',
-      '1',
-      '--duration',
-      `${seconds}s`,
-      '--timeout',
-      '10s',
-      '--script',
-      script,
-      url,
-    ],
-    { timeout: (seconds + 30) * 1000 },
-  );
+  const stdout = await runWrkScript(url, 1, seconds, script);
   const match = /^RESULT (\d+) (\d+) (\d+) (\d+) (\d+)$/m.exec(stdout);
   if (!match) {
     throw new Error(`wrk printed no RESULT line:\n${stdout}`);

@@ -43,6 +43,22 @@ export async function runWrk(
 ): Promise<LoadResult> {
   const script = join(scriptDir, `${mix.name}.lua`);
   writeFileSync(script, luaScript(mix));
+  return parseWrk(
+    await runWrkScript(baseUrl, connections, seconds, script, ['--latency']),
+  );
+}
+
+/**
+ * Runs wrk with one thread on LOAD_CPU and the Lua `script` against `baseUrl`, and returns
+ * what it printed.
+ */
+export async function runWrkScript(
+  baseUrl: string,
+  connections: number,
+  seconds: number,
+  script: string,
+  extraArgs: readonly string[] = [],
+): Promise<string> {
   const { stdout } = await execFileAsync(
     'taskset',
     [
@@ -57,14 +73,14 @@ export async function runWrk(
       `${seconds}s`,
       '--timeout',
       '10s',
-      '--latency',
+      ...extraArgs,
       '--script',
       script,
       baseUrl,
     ],
     { timeout: (seconds + 30) * 1000 },
   );
-  return parseWrk(stdout);
+  return stdout;
 }
 
 export function parseWrk(output: string): LoadResult {
