@@ -1,3 +1,4 @@
+import type { ImageInfo } from '../image/image-info';
 import type { RequestResult } from '../metrics/cache-metrics';
 
 /** The body of `GET /status`: what the status page shows, and nothing secret. */
@@ -7,16 +8,7 @@ export interface StatusReport {
   readonly startedAt: string;
   readonly ttlSeconds: number;
   /** The default variant's current image (what `GET /image` serves), or null before the first fetch. */
-  readonly image: {
-    readonly key: string;
-    readonly id: string | null;
-    readonly source: string;
-    readonly etag: string;
-    readonly bytes: number;
-    readonly fetchedAt: string;
-    readonly expiresAt: string;
-    readonly stale: boolean;
-  } | null;
+  readonly image: ImageInfo | null;
   /** `/image` requests since start, by result, and the share of hits (null before any). */
   readonly requests: Readonly<Record<RequestResult, number>> & {
     readonly hitRatio: number | null;

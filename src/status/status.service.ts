@@ -4,6 +4,7 @@ import { Clock } from '../image/cache/clock';
 import { DiskStore } from '../image/cache/disk-store';
 import { MemoryTier } from '../image/cache/memory-tier';
 import { SharedTier } from '../image/cache/shared/shared-tier';
+import { imageInfoOf } from '../image/image-info';
 import { ImageVariantPipe } from '../image/image-variant.pipe';
 import { PicsumClient } from '../image/upstream/picsum.client';
 import { CacheMetrics } from '../metrics/cache-metrics';
@@ -27,7 +28,6 @@ export class StatusService {
 
   async report(): Promise<StatusReport> {
     const image = await this.cache.peek(this.variants.transform({}));
-    const freshness = image && this.cache.freshness(image);
     const counts = this.metrics.requestCounts;
     const answered = counts.hit + counts.miss + counts.stale + counts.error;
     const upstream = this.client.state;
@@ -37,19 +37,7 @@ export class StatusService {
       now: new Date(this.clock.now()).toISOString(),
       startedAt: this.startedAt,
       ttlSeconds: this.cache.ttlSeconds,
-      image:
-        image && freshness
-          ? {
-              key: image.key,
-              id: image.picsumId ?? null,
-              source: image.source,
-              etag: image.etag,
-              bytes: image.body.length,
-              fetchedAt: new Date(image.fetchedAt).toISOString(),
-              expiresAt: new Date(freshness.expiresAt).toISOString(),
-              stale: freshness.stale,
-            }
-          : null,
+      image: image ? imageInfoOf(image, this.cache.freshness(image)) : null,
       requests: {
         ...counts,
         hitRatio: answered === 0 ? null : counts.hit / answered,

@@ -363,13 +363,9 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     if (current && !this.isStale(current.fetchedAt)) {
       return { image: current, status: 'HIT', outcome: MEMORY_HIT };
     }
-    const isDue = (image: CachedImage | undefined): image is CachedImage =>
-      image !== undefined &&
-      image.fetchedAt <= this.clock.now() &&
-      image.fetchedAt > (cached?.fetchedAt ?? -Infinity) &&
-      !this.isStale(image.fetchedAt);
+    const after = cached?.fetchedAt;
     const held = this.nextImages.get(key);
-    if (isDue(held)) {
+    if (this.isDueNext(held, after)) {
       this.nextImages.delete(key);
       this.memory.save(held);
       this.failures.delete(key);
@@ -383,12 +379,28 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     const shared = await this.loads.run(`next:${key}`, () =>
       this.shared.loadNext(key),
     );
-    if (!isDue(shared)) {
+    if (!this.isDueNext(shared, after)) {
       return undefined;
     }
     this.keepLocally(shared, 'shared');
     this.failures.delete(key);
     return { image: shared, status: 'HIT', outcome: { kind: 'prefetched' } };
+  }
+
+  /**
+   * Whether `next`, a prefetched image, is current now: its time has come, it has not expired,
+   * and it follows the image fetched at `after` (when there is one).
+   */
+  private isDueNext(
+    next: CachedImage | undefined,
+    after: number | undefined,
+  ): next is CachedImage {
+    return (
+      next !== undefined &&
+      next.fetchedAt <= this.clock.now() &&
+      next.fetchedAt > (after ?? -Infinity) &&
+      !this.isStale(next.fetchedAt)
+    );
   }
 
   /** Drops the held next image of `key` if it would become current before `fetchedAt`. */
@@ -703,12 +715,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       this.cache.prefetchSeconds > 0
         ? await this.shared.loadNext(key)
         : undefined;
-    if (
-      next &&
-      next.fetchedAt <= this.clock.now() &&
-      !this.isStale(next.fetchedAt) &&
-      next.fetchedAt > (fetchedAt ?? -Infinity)
-    ) {
+    if (this.isDueNext(next, fetchedAt)) {
       this.keepLocally(next, 'shared');
       this.failures.delete(key);
       return next;
