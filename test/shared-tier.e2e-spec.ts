@@ -1,4 +1,5 @@
 import { rm } from 'node:fs/promises';
+import { createClient, RESP_TYPES } from 'redis';
 import { FakePicsum } from './fake-picsum/fake-picsum.server';
 import { get, type Reply, sleep, waitFor } from './support/http-get';
 import {
@@ -425,7 +426,7 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
         headers: { authorization: `Bearer ${token}` },
       })
     ).json()) as { entries: { key: string; tiers: string[] }[] };
-    const purged = await fetch(`${two[1].url}/admin/cache`, {
+    const purged = await fetch(`${two[1].url}/admin/cache?all=true`, {
       method: 'DELETE',
       headers: { authorization: `Bearer ${token}` },
     });
@@ -463,5 +464,81 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
     expect(two[0].service.output).toContain(
       'Refused GET /admin/entries from 127.0.0.1: a wrong bearer token',
     );
+  });
+
+  it('validates what anyone wrote to Redis: an entry from the future, a failure for ever, a lock that never expires cost no request a 500 or a wait', async () => {
+    const token = 'shared-admin-token-0123456789abcdef012345';
+    const two = await startReplicas(2, {
+      REDIS_URL: redis().url,
+      ADMIN_TOKEN: token,
+      UPSTREAM_TIMEOUT_MS: '2000',
+    });
+    const neighbour = createClient({ url: redis().url });
+    await neighbour.connect();
+    try {
+      // Copied from a real entry, with only its fetch time moved to year 287,000.
+      await get(`${two[0].url}/image`);
+      const entry = await neighbour
+        .withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
+        .get('image-cache:{1200x1200}:image');
+      const headerEnd = 4 + entry!.readUInt32BE(0);
+      const header = JSON.parse(entry!.subarray(4, headerEnd).toString()) as {
+        fetchedAt: number;
+      };
+      header.fetchedAt = 9e15;
+      const forged = Buffer.from(JSON.stringify(header));
+      const length = Buffer.alloc(4);
+      length.writeUInt32BE(forged.length);
+      await neighbour.set(
+        'image-cache:{300x200}:image',
+        Buffer.concat([length, forged, entry!.subarray(headerEnd)]),
+      );
+      await neighbour.set(
+        'image-cache:{400x300}:failed',
+        JSON.stringify({
+          type: 'failed',
+          from: 'neighbour',
+          key: '400x300',
+          status: 599,
+          message: 'Gone for ever, call 555-0100',
+          retryAfterMs: 1e15,
+        }),
+      );
+      await neighbour.set('image-cache:{500x400}:lock', 'never released');
+
+      const started = Date.now();
+      const replies = await Promise.all(
+        two.flatMap(({ url }) =>
+          [
+            'width=300&height=200',
+            'width=400&height=300',
+            'width=500&height=400',
+          ].map((query) => get(`${url}/image?${query}`)),
+        ),
+      );
+      const elapsedMs = Date.now() - started;
+      const auxiliary = await Promise.all(
+        two.flatMap(({ url }) => [
+          fetch(`${url}/image/info?width=300&height=200`),
+          fetch(`${url}/status`),
+          fetch(`${url}/admin/entries`, {
+            headers: { authorization: `Bearer ${token}` },
+          }),
+        ]),
+      );
+      const metrics = await (await fetch(`${two[0].url}/metrics`)).text();
+
+      expect(replies.map((reply) => reply.status)).toEqual(Array(6).fill(200));
+      expect(elapsedMs).toBeLessThan(10_000);
+      expect(auxiliary.map((reply) => reply.status)).toEqual(
+        Array(6).fill(200),
+      );
+      expect(metrics).toMatch(
+        /image_cache_shared_rejected_total\{kind="(entry|lock|failure)"\} [1-9]/,
+      );
+      expect(await neighbour.pTTL('image-cache:{500x400}:lock')).not.toBe(-1);
+    } finally {
+      neighbour.destroy();
+    }
   });
 });

@@ -27,6 +27,17 @@ const ADMIN_ACTIONS: readonly AdminAction[] = [
   'denied',
 ];
 
+/** `kind` of `image_cache_shared_rejected_total`: what was read from Redis and failed validation. */
+export type SharedRejectedKind =
+  'entry' | 'next' | 'notice' | 'failure' | 'lock';
+const SHARED_REJECTED_KINDS: readonly SharedRejectedKind[] = [
+  'entry',
+  'next',
+  'notice',
+  'failure',
+  'lock',
+];
+
 /** The tiers with a byte budget of their own, as the tier gauges label them. */
 export type BudgetedTier = 'memory' | 'disk';
 
@@ -73,6 +84,7 @@ export class CacheMetrics {
   private readonly upstreamDuration: Record<UpstreamOutcome, HistogramChild>;
   private readonly upstreamBusy: Counter;
   private readonly adminActions: Record<AdminAction, CounterChild>;
+  private readonly sharedRejections: Record<SharedRejectedKind, CounterChild>;
   /** The same counts as `image_cache_requests_total`, readable at once for the status page. */
   private readonly answeredCounts: Record<RequestResult, number> = {
     hit: 0,
@@ -81,6 +93,7 @@ export class CacheMetrics {
     error: 0,
   };
   private readonly httpDuration: Histogram<'method' | 'route' | 'code'>;
+  private lastStaleOnError: number | null = null;
   private readonly httpDurationChildren = new Map<string, HistogramChild>();
 
   constructor() {
@@ -144,6 +157,15 @@ export class CacheMetrics {
     this.adminActions = childrenOf(ADMIN_ACTIONS, (action) =>
       adminActions.labels(action),
     );
+    const sharedRejected = new Counter({
+      name: 'image_cache_shared_rejected_total',
+      help: 'Values read from the shared Redis that failed validation and were discarded, by kind: entry, next (a prefetched image), notice, failure (a recorded upstream failure), lock (one without an expiry, or longer than the lock TTL, taken over)',
+      labelNames: ['kind'],
+      registers: [this.registry],
+    });
+    this.sharedRejections = childrenOf(SHARED_REJECTED_KINDS, (kind) =>
+      sharedRejected.labels(kind),
+    );
     this.httpDuration = new Histogram({
       name: 'http_request_duration_seconds',
       help: 'Duration of every HTTP request, by method, route template and status code',
@@ -164,7 +186,17 @@ export class CacheMetrics {
       this.hits.memory.inc(); // held in memory until it became current
     } else if (outcome.kind === 'fetched' && outcome.collapsed) {
       this.collapsed.inc();
+    } else if (
+      outcome.kind === 'stale-on-error' ||
+      outcome.kind === 'stale-while-failing'
+    ) {
+      this.lastStaleOnError = Date.now();
     }
+  }
+
+  /** When an expired image was last served because the upstream failed (epoch ms), or `null`. */
+  get lastStaleOnErrorAt(): number | null {
+    return this.lastStaleOnError;
   }
 
   /** Counts an `/image` lookup that ended in an error; `busy` when the fetch cap refused it. */
@@ -183,6 +215,10 @@ export class CacheMetrics {
 
   adminAction(action: AdminAction): void {
     this.adminActions[action].inc();
+  }
+
+  sharedRejected(kind: SharedRejectedKind): void {
+    this.sharedRejections[kind].inc();
   }
 
   upstreamFetched(outcome: UpstreamOutcome, seconds: number): void {

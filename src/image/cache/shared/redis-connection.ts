@@ -74,6 +74,14 @@ interface Client extends RedisCommands {
   duplicate(): Client;
 }
 
+/** Where a SCAN walk stands: the master it is on (always 0 on a standalone Redis) and SCAN's cursor there. */
+export interface ScanPosition {
+  readonly node: number;
+  readonly cursor: string;
+}
+
+export const FIRST_SCAN_POSITION: ScanPosition = { node: 0, cursor: '0' };
+
 /** Thrown for any command the shared tier could not run; the caller goes on without Redis. */
 export class RedisUnavailableError extends Error {
   constructor(reason: string) {
@@ -97,7 +105,7 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
   private client?: Client;
   private subscriber?: Client;
   private pausedUntil = -Infinity;
-  /** Why the last command failed, while no command has worked since. */
+  /** Why the last command failed, while no command has worked since (what readiness shows). */
   private lastFailure?: string;
   private closing = false;
 
@@ -133,7 +141,7 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
     if (this.client?.isReady !== true) {
       return 'not connected';
     }
-    return this.outage.failing ? this.lastFailure : undefined;
+    return this.lastFailure;
   }
 
   /**
@@ -172,6 +180,7 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
         command(client),
         this.config.commandTimeoutMs,
       );
+      this.lastFailure = undefined;
       this.outage.succeeded();
       return result;
     } catch (error) {
@@ -186,35 +195,42 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * Every key matching `pattern`, on every master of a cluster, walked with SCAN (never KEYS,
-   * which blocks Redis). Each SCAN step is bounded like any command.
+   * One SCAN step for keys matching `pattern` (never KEYS, which blocks Redis), from
+   * `position`: the keys it found, and where the walk goes on, or `undefined` when every master
+   * of a cluster has been walked. A step is bounded like any command; `count` is SCAN's
+   * `COUNT` hint, so a step may find fewer keys, or none, before the walk ends.
    */
-  async scanKeys(pattern: string): Promise<string[]> {
+  async scanPage(
+    position: ScanPosition,
+    pattern: string,
+    count: number,
+  ): Promise<{ keys: string[]; next: ScanPosition | undefined }> {
     const client = this.client;
     if (!client || !this.available) {
       throw new RedisUnavailableError(this.problem ?? 'not configured');
     }
-    const nodes: ScannedNode[] = this.config.cluster
-      ? await Promise.all(
-          (client as unknown as ClusterNodes).masters.map((master) =>
-            (client as unknown as ClusterNodes).nodeClient(master),
-          ),
-        )
-      : [client as unknown as ScannedNode];
-    const keys = new Set<string>();
-    for (const node of nodes) {
-      let cursor = '0';
-      do {
-        const reply = await this.run(() =>
-          node.scan(cursor, { MATCH: pattern, COUNT: 1000 }),
-        );
-        cursor = reply.cursor.toString();
-        for (const key of reply.keys) {
-          keys.add(key.toString());
-        }
-      } while (cursor !== '0');
+    const masters = this.config.cluster
+      ? (client as unknown as ClusterNodes).masters
+      : [undefined];
+    if (position.node >= masters.length) {
+      return { keys: [], next: undefined };
     }
-    return [...keys];
+    const node: ScannedNode = this.config.cluster
+      ? await (client as unknown as ClusterNodes).nodeClient(
+          masters[position.node],
+        )
+      : (client as unknown as ScannedNode);
+    const reply = await this.run(() =>
+      node.scan(position.cursor, { MATCH: pattern, COUNT: count }),
+    );
+    const cursor = reply.cursor.toString();
+    const next =
+      cursor !== '0'
+        ? { node: position.node, cursor }
+        : position.node + 1 < masters.length
+          ? { node: position.node + 1, cursor: '0' }
+          : undefined;
+    return { keys: reply.keys.map((key) => key.toString()), next };
   }
 
   /**
@@ -303,6 +319,7 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
     });
     client.on('ready', () => {
       this.pausedUntil = -Infinity;
+      this.lastFailure = undefined;
       this.outage.succeeded();
     });
     return client;

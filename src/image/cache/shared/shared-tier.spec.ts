@@ -1,19 +1,32 @@
 import { Logger } from '@nestjs/common';
 import { performance } from 'node:perf_hooks';
-import { cachedImageOf } from '../../../../test/support/cached-image-of';
+import {
+  cachedImageOf,
+  completeJpeg,
+} from '../../../../test/support/cached-image-of';
 import { FakeClock } from '../../../../test/support/fake-clock';
 import {
   describeWithRedis,
   RedisServer,
   useRedisServer,
 } from '../../../../test/support/redis-server';
-import { createCachedImage, sha256Hex } from '../cached-image';
+import { CacheMetrics } from '../../../metrics/cache-metrics';
+import { createClient } from 'redis';
+import { OUTAGE_RECOVERY_MS } from '../../../common/outage-log';
+import {
+  type CachedImage,
+  createCachedImage,
+  sha256Hex,
+} from '../cached-image';
 import { RedisConnection } from './redis-connection';
+import { SharedCodec } from './shared-codec';
 import { type Notice, type SharedLock, SharedTier } from './shared-tier';
 
 const COMMAND_TIMEOUT_MS = 300;
 const LOCK_TTL_MS = 400;
 const RETENTION_SECONDS = 60;
+const MAX_BODY_BYTES = 1024 * 1024;
+const RETRY_AFTER_SECONDS = 10;
 
 async function until(
   condition: () => boolean | Promise<boolean>,
@@ -28,6 +41,10 @@ async function until(
   }
 }
 
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 async function timed<T>(task: () => Promise<T>): Promise<[T, number]> {
   const started = performance.now();
   const result = await task();
@@ -37,6 +54,7 @@ async function timed<T>(task: () => Promise<T>): Promise<[T, number]> {
 describeWithRedis()(SharedTier.name, () => {
   const redis = useRedisServer();
   let clock: FakeClock;
+  let metrics: CacheMetrics;
   const opened: RedisConnection[] = [];
 
   /** A replica's view of the shared tier: its own connection and identity. */
@@ -57,13 +75,20 @@ describeWithRedis()(SharedTier.name, () => {
     opened.push(connection);
     await connection.onModuleInit();
     await until(() => connection.available);
-    const tier = new SharedTier(connection, clock, config);
+    const tier = new SharedTier(
+      connection,
+      clock,
+      config,
+      { maxBytes: MAX_BODY_BYTES, retryAfterSeconds: RETRY_AFTER_SECONDS },
+      metrics,
+    );
     tier.onApplicationBootstrap();
     return { tier, connection };
   }
 
   beforeEach(() => {
     clock = new FakeClock();
+    metrics = new CacheMetrics();
   });
 
   afterEach(() => {
@@ -127,12 +152,12 @@ describeWithRedis()(SharedTier.name, () => {
     expect(deleted).toBeUndefined();
   });
 
-  it('reads when an entry was fetched from its header, and deletes by header, also when the header is long', async () => {
+  it('reads when an entry was fetched from its header, and deletes by header, also when the header is as long as a header may be', async () => {
     const { tier } = await openTier();
     const image = cachedImageOf('10x10', 'one', clock.now());
     const longHeader = {
       ...cachedImageOf('20x20', 'two', clock.now() - 1000),
-      source: `http://127.0.0.1/${'x'.repeat(6000)}.jpg`,
+      source: `http://127.0.0.1/${'x'.repeat(2000)}.jpg`,
     };
     await tier.save(image);
     await tier.save(longHeader);
@@ -211,7 +236,9 @@ describeWithRedis()(SharedTier.name, () => {
 
       expect(await redis().cli('exists', 'test:{10x10}:image')).toBe('0');
       expect(warn).toHaveBeenCalledWith(
-        expect.stringContaining('Discarding shared image "10x10"'),
+        expect.stringContaining(
+          'Discarded the shared entry at "test:{10x10}:image"',
+        ),
       );
     },
   );
@@ -324,8 +351,10 @@ describeWithRedis()(SharedTier.name, () => {
       redis().signal('SIGCONT');
     }
     await until(() => connection.available, 3000);
-
     await expect(tier.load('10x10')).resolves.toBeDefined();
+    await sleep(OUTAGE_RECOVERY_MS);
+    await expect(tier.load('10x10')).resolves.toBeDefined();
+
     expect(error).toHaveBeenCalledTimes(1);
     expect(log).toHaveBeenCalledWith(
       expect.stringMatching(/shared tier's Redis .* work again/),
@@ -351,10 +380,261 @@ describeWithRedis()(SharedTier.name, () => {
       results.every(([loaded, ms]) => loaded === undefined && ms < 50),
     ).toBe(true);
     await expect(tier.save(image)).resolves.toBe(true);
+    await sleep(OUTAGE_RECOVERY_MS);
     await expect(tier.load('10x10')).resolves.toEqual(image);
     expect(error).toHaveBeenCalledTimes(1);
     expect(
       log.mock.calls.filter(([message]) => /work again/.test(String(message))),
     ).toHaveLength(1);
+  });
+
+  it('logs a Redis that refuses writes but answers reads as one partial outage, not once per command', async () => {
+    const error = jest.spyOn(Logger.prototype, 'error').mockImplementation();
+    const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation();
+    const log = jest.spyOn(Logger.prototype, 'log').mockImplementation();
+    const { tier } = await openTier();
+    await tier.save(cachedImageOf('10x10', 'one', clock.now()));
+    await redis().cli('config', 'set', 'maxmemory-policy', 'noeviction');
+    await redis().cli('config', 'set', 'maxmemory', '1');
+
+    const saved: boolean[] = [];
+    try {
+      for (let i = 0; i < 200; i += 1) {
+        await expect(tier.load('10x10')).resolves.toBeDefined();
+        saved.push(
+          await tier.save(cachedImageOf(`${i}x${i}`, 'new', clock.now())),
+        );
+      }
+    } finally {
+      await redis().cli('config', 'set', 'maxmemory', '0');
+    }
+
+    expect(saved.every((stored) => !stored)).toBe(true);
+    expect(error.mock.calls).toEqual([
+      [expect.stringMatching(/fail: OOM command not allowed/)],
+    ]);
+    expect(
+      warn.mock.calls.filter(([message]) =>
+        /partly fail/.test(String(message)),
+      ),
+    ).toHaveLength(1);
+    expect(
+      log.mock.calls.filter(([message]) => /work again/.test(String(message))),
+    ).toEqual([]);
+  });
+
+  describe('reads everything from Redis as strictly as an upstream reply', () => {
+    /** Writes `value` under `key` as a neighbour with access to the same Redis could. */
+    async function write(
+      key: string,
+      value: Buffer | string,
+      expiryMs?: number,
+    ): Promise<void> {
+      const client = createClient({ url: redis().url });
+      await client.connect();
+      try {
+        await client.set(
+          key,
+          value,
+          expiryMs === undefined
+            ? {}
+            : { expiration: { type: 'PX', value: expiryMs } },
+        );
+      } finally {
+        client.destroy();
+      }
+    }
+
+    function encoded(image: CachedImage): Buffer {
+      return new SharedCodec(
+        { maxBodyBytes: Infinity, maxRetryAfterMs: Infinity },
+        () => clock.now(),
+      ).encodeEntry(image);
+    }
+
+    function rejectedCount(kind: string): Promise<string | undefined> {
+      return metrics
+        .scrape()
+        .then(
+          (text) =>
+            new RegExp(
+              `^image_cache_shared_rejected_total\\{kind="${kind}"\\} (\\d+)$`,
+              'm',
+            ).exec(text)?.[1],
+        );
+    }
+
+    it('discards an entry fetched in the future, counts it and logs it once with its key', async () => {
+      const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation();
+      const { tier } = await openTier();
+      const future = cachedImageOf('10x10', 'forever', 9e15);
+      await write('test:{10x10}:image', encoded(future));
+
+      const fetchedAt = await tier.fetchedAt('10x10');
+      const loaded = await tier.load('10x10');
+
+      expect(fetchedAt).toBeUndefined();
+      expect(loaded).toBeUndefined();
+      expect(await redis().cli('exists', 'test:{10x10}:image')).toBe('0');
+      expect(await rejectedCount('entry')).toBe('2');
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(warn).toHaveBeenCalledWith(
+        expect.stringMatching(
+          /^Discarded the shared entry at "test:\{10x10\}:image": fetched at 9000000000000000 .*ahead of this replica's clock$/,
+        ),
+      );
+    });
+
+    it('takes an entry fetched up to a minute ahead of its clock, another replica’s being ahead of its own', async () => {
+      const { tier } = await openTier();
+      const ahead = cachedImageOf('10x10', 'ahead', clock.now() + 55_000);
+      await write('test:{10x10}:image', encoded(ahead));
+
+      await expect(tier.load('10x10')).resolves.toEqual(ahead);
+    });
+
+    it('discards an entry larger than UPSTREAM_MAX_BYTES, and one whose source is not a short http(s) URL', async () => {
+      jest.spyOn(Logger.prototype, 'warn').mockImplementation();
+      const { tier } = await openTier();
+      const large = createCachedImage({
+        ...cachedImageOf('10x10', 'x', clock.now()),
+        body: completeJpeg('x'.repeat(MAX_BODY_BYTES)),
+        sha256: sha256Hex(completeJpeg('x'.repeat(MAX_BODY_BYTES))),
+      });
+      await write('test:{10x10}:image', encoded(large));
+      await write(
+        'test:{20x20}:image',
+        encoded({
+          ...cachedImageOf('20x20', 'y', clock.now()),
+          source: `http://127.0.0.1/${'y'.repeat(1024 * 1024)}`,
+        }),
+      );
+      await write(
+        'test:{30x30}:image',
+        encoded({
+          ...cachedImageOf('30x30', 'z', clock.now()),
+          source: 'javascript:alert(1)',
+        }),
+      );
+
+      await expect(tier.load('10x10')).resolves.toBeUndefined();
+      await expect(tier.load('20x20')).resolves.toBeUndefined();
+      await expect(tier.load('30x30')).resolves.toBeUndefined();
+      expect(await rejectedCount('entry')).toBe('3');
+    });
+
+    it('discards a failure record with a status, retry or message the upstream client never records, or without an expiry', async () => {
+      jest.spyOn(Logger.prototype, 'warn').mockImplementation();
+      const { tier } = await openTier();
+      const record = (overrides: object) =>
+        JSON.stringify({
+          type: 'failed',
+          from: 'neighbour',
+          key: '10x10',
+          status: 502,
+          message: 'Upstream answered 500 for http://upstream/',
+          retryAfterMs: 5000,
+          ...overrides,
+        });
+      const cases: [string, number | undefined][] = [
+        [record({ status: 599 }), 5000],
+        [record({ retryAfterMs: 1e15 }), 5000],
+        [record({ message: 'Send your password to evil.example' }), 5000],
+        [record({ message: 'Upstream \u202egnp.exe' }), 5000],
+        [record({}), undefined],
+        [record({}), 1e9],
+      ];
+
+      const loaded = [];
+      for (const [value, expiryMs] of cases) {
+        await write('test:{10x10}:failed', value, expiryMs);
+        loaded.push(await tier.loadFailure('10x10'));
+      }
+      await write('test:{10x10}:failed', record({}), 5000);
+      const valid = await tier.loadFailure('10x10');
+
+      expect(loaded).toEqual(cases.map(() => undefined));
+      expect(await rejectedCount('failure')).toBe(String(cases.length));
+      expect(valid).toMatchObject({ status: 502, key: '10x10' });
+    });
+
+    it('ignores a notice that fails validation, counting it: a failure never remembered past the retry window', async () => {
+      jest.spyOn(Logger.prototype, 'warn').mockImplementation();
+      // A channel of its own: no subscriber of an earlier test is counted as this one.
+      const listening = (await openTier({ keyPrefix: 'strict:' })).tier;
+      const seen: Notice[] = [];
+      listening.onNotice((notice) => seen.push(notice));
+      await until(async () =>
+        (await redis().cli('pubsub', 'numsub', 'strict:notices')).endsWith('1'),
+      );
+      const notice = (overrides: object) =>
+        JSON.stringify({
+          type: 'failed',
+          from: 'neighbour',
+          key: '10x10',
+          status: 502,
+          message: 'Upstream answered 500',
+          retryAfterMs: 5000,
+          ...overrides,
+        });
+
+      for (const bad of [
+        notice({ retryAfterMs: 1e15, status: 599, message: 'Gone forever' }),
+        notice({ retryAfterMs: 1e15 }),
+        JSON.stringify({
+          type: 'stored',
+          from: 'neighbour',
+          key: '10x10',
+          etag: `"${'a'.repeat(32)}"`,
+          fetchedAt: 9e15,
+        }),
+        'not json',
+      ]) {
+        await redis().cli('publish', 'strict:notices', bad);
+      }
+      await redis().cli('publish', 'strict:notices', notice({}));
+      await until(() => seen.length === 1);
+
+      expect(seen).toEqual([expect.objectContaining({ retryAfterMs: 5000 })]);
+      expect(await rejectedCount('notice')).toBe('4');
+    });
+
+    it('takes over a lock left without an expiry, or with one longer than a lock may have, and counts it', async () => {
+      jest.spyOn(Logger.prototype, 'warn').mockImplementation();
+      const { tier } = await openTier();
+      await write('test:{10x10}:lock', 'forever');
+      await write('test:{20x20}:lock', 'too long', LOCK_TTL_MS * 100);
+      await write('test:{30x30}:lock', 'a replica’s', LOCK_TTL_MS);
+
+      const forever = await tier.lock('10x10');
+      const tooLong = await tier.lock('20x20');
+      const held = await tier.lock('30x30');
+      const ttlMs = Number(await redis().cli('pttl', 'test:{10x10}:lock'));
+
+      expect(forever).toHaveProperty('token');
+      expect(tooLong).toHaveProperty('token');
+      expect(held).toBe('held');
+      expect(ttlMs).toBeGreaterThan(0);
+      expect(ttlMs).toBeLessThanOrEqual(LOCK_TTL_MS);
+      expect(await rejectedCount('lock')).toBe('2');
+    });
+
+    it('purges a variant’s lock with its entry, and every lock with everything', async () => {
+      const { tier } = await openTier();
+      await tier.save(cachedImageOf('10x10', 'one', clock.now()));
+      await write('test:{10x10}:lock', 'forever');
+      await write('test:{20x20}:lock', 'forever');
+      await write('test:{30x30}:failed', 'junk', 5000);
+
+      await tier.purge('10x10');
+      const afterOne = (await redis().cli('--raw', 'keys', '*'))
+        .split('\n')
+        .sort();
+      await tier.purge(null);
+      const afterAll = await redis().cli('--raw', 'keys', '*');
+
+      expect(afterOne).toEqual(['test:{20x20}:lock', 'test:{30x30}:failed']);
+      expect(afterAll.trim()).toBe('');
+    });
   });
 });

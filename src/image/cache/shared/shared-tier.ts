@@ -6,17 +6,55 @@ import {
 } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
 import { sharedCacheConfig } from '../../../config/shared-cache.config';
+import { upstreamConfig } from '../../../config/upstream.config';
+import { CacheMetrics } from '../../../metrics/cache-metrics';
 import type { CacheTier } from '../cache-tier';
-import { type CachedImage, restoreCachedImage } from '../cached-image';
+import type { CachedImage } from '../cached-image';
 import { Clock } from '../clock';
-import { RedisConnection } from './redis-connection';
+import {
+  FIRST_SCAN_POSITION,
+  RedisConnection,
+  type ScanPosition,
+} from './redis-connection';
+import {
+  type EntryHeader,
+  type FailedNotice,
+  MAX_HEADER_BYTES,
+  type Notice,
+  recordableMessage,
+  SharedCodec,
+  type StoredNotice,
+} from './shared-codec';
+import { SharedRejections } from './shared-rejections';
+
+export type {
+  FailedNotice,
+  Notice,
+  PurgedNotice,
+  StoredNotice,
+} from './shared-codec';
 
 /** Deletes KEYS[1] only while it still holds ARGV[1]: releases a lock only its holder took, discards only the entry that was read. */
 const COMPARE_AND_DELETE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
+end
+return 0`;
+
+/**
+ * Takes the lock KEYS[1] with token ARGV[1] for ARGV[2] ms: 1 when it was free, 2 when it was
+ * held without an expiry or for longer than a lock may be (not a lock any replica took, which
+ * would make every miss of the variant wait for ever), 0 while another replica holds it.
+ */
+const TAKE_LOCK = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+local remaining = redis.call('PTTL', KEYS[1])
+if remaining == -1 or remaining > tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
 end
 return 0`;
 
@@ -27,59 +65,18 @@ if redis.call('GETRANGE', KEYS[1], 0, #ARGV[1] - 1) == ARGV[1] then
 end
 return 0`;
 
-/** Bytes before the header that give its length. */
-const HEADER_LENGTH_BYTES = 4;
-/** Bytes read to get an entry's header alone; a longer header is read with the whole value. */
-const HEADER_PROBE_BYTES = 4096;
-
-const headerSchema = z.object({
-  version: z.literal(1),
-  key: z.string().min(1),
-  bytes: z.number().int().positive(),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
-  fetchedAt: z.number().int().nonnegative(),
-  source: z.string(),
-  picsumId: z.string().optional(),
-});
+/** Keys a purge of every variant asks SCAN for at a time. */
+const PURGE_SCAN_COUNT = 500;
 
 /**
- * What a replica publishes after a fetch: it stored a new image (the others drop their older
- * copy), or the upstream failed (the others do not ask it again before `retryAfterMs`).
+ * What the shared tier holds of one variant, read from the headers alone: its image, and the
+ * prefetched image held for later, either of which may be missing.
  */
-const noticeSchema = z.discriminatedUnion('type', [
-  z.object({
-    type: z.literal('stored'),
-    from: z.string(),
-    key: z.string(),
-    etag: z.string(),
-    fetchedAt: z.number(),
-  }),
-  z.object({
-    type: z.literal('purged'),
-    from: z.string(),
-    /** The variant purged, or `null` for every variant. */
-    key: z.string().nullable(),
-  }),
-  z.object({
-    type: z.literal('failed'),
-    from: z.string(),
-    key: z.string(),
-    status: z.number().int().min(400).max(599),
-    message: z.string().max(2000),
-    retryAfterMs: z.number().nonnegative(),
-  }),
-]);
-
-export type Notice = z.infer<typeof noticeSchema>;
-export type StoredNotice = Extract<Notice, { type: 'stored' }>;
-export type FailedNotice = Extract<Notice, { type: 'failed' }>;
-export type PurgedNotice = Extract<Notice, { type: 'purged' }>;
-
-/** What the shared tier holds of one variant, read from its header alone. */
 export interface SharedEntry {
   readonly key: string;
-  readonly bytes: number;
-  readonly fetchedAt: number;
+  readonly bytes?: number;
+  readonly fetchedAt?: number;
+  readonly next?: { readonly bytes: number; readonly fetchedAt: number };
 }
 
 /** A variant's fetch lock, held by this replica until released or expired. */
@@ -113,14 +110,30 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
   private readonly channel: string;
   private readonly waiting = new Map<string, Set<() => void>>();
   private readonly listeners: ((notice: Notice) => void)[] = [];
+  private readonly codec: SharedCodec;
+  private readonly rejections: SharedRejections;
 
   constructor(
     private readonly redis: RedisConnection,
     private readonly clock: Clock,
     @Inject(sharedCacheConfig.KEY)
     private readonly config: ConfigType<typeof sharedCacheConfig>,
+    @Inject(upstreamConfig.KEY)
+    upstream: Pick<
+      ConfigType<typeof upstreamConfig>,
+      'maxBytes' | 'retryAfterSeconds'
+    >,
+    metrics: CacheMetrics,
   ) {
     this.channel = `${config.keyPrefix}notices`;
+    this.codec = new SharedCodec(
+      {
+        maxBodyBytes: upstream.maxBytes,
+        maxRetryAfterMs: upstream.retryAfterSeconds * 1000,
+      },
+      () => clock.now(),
+    );
+    this.rejections = new SharedRejections(metrics);
   }
 
   get enabled(): boolean {
@@ -146,26 +159,33 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
   /**
    * Tells the other replicas that fetching `key` failed, and not to retry for `retryAfterMs`:
    * a notice wakes the replicas waiting for the fetch now, and a record that expires with the
-   * retry window tells any replica that takes the fetch lock later.
+   * retry window tells any replica that takes the fetch lock later. The message is cut to what
+   * a record may hold.
    */
   async recordFailure(
     key: string,
-    failure: { status: number; message: string; retryAfterMs: number },
+    failure: {
+      status: number;
+      forwardStatus?: number;
+      message: string;
+      retryAfterMs: number;
+    },
   ): Promise<void> {
     if (!this.enabled) {
       return;
     }
-    const notice: FailedNotice = {
+    const notice = {
       type: 'failed',
       from: this.replicaId,
       key,
       ...failure,
-    };
+      message: recordableMessage(failure.message),
+    } as FailedNotice;
     const retryAfterMs = Math.ceil(failure.retryAfterMs);
     if (retryAfterMs > 0) {
       try {
         await this.redis.run((redis) =>
-          redis.set(this.failureKey(key), JSON.stringify(notice), {
+          redis.set(this.failureKey(key), this.codec.encodeNotice(notice), {
             expiration: { type: 'PX', value: retryAfterMs },
           }),
         );
@@ -178,42 +198,57 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
 
   /**
    * The failure another replica recorded for `key`, with the time its retry window has left,
-   * or `undefined` when there is none (or Redis cannot say).
+   * or `undefined` when there is none (or Redis cannot say). A record that fails validation is
+   * discarded.
    */
   async loadFailure(key: string): Promise<FailedNotice | undefined> {
     if (!this.enabled) {
       return undefined;
     }
     const failureKey = this.failureKey(key);
+    let value: Buffer | null;
+    let remainingMs: number;
     try {
-      const [value, remainingMs] = await this.redis.run((redis) =>
+      [value, remainingMs] = await this.redis.run((redis) =>
         Promise.all([redis.get(failureKey), redis.pTTL(failureKey)]),
       );
-      if (value === null || remainingMs <= 0) {
-        return undefined;
-      }
-      const notice = noticeSchema.parse(JSON.parse(value.toString()));
-      return notice.type === 'failed' && notice.key === key
-        ? { ...notice, retryAfterMs: remainingMs }
-        : undefined;
     } catch {
-      return undefined; // Redis is down, or the record is not ours: the upstream is asked
+      return undefined; // Redis is down: the upstream is asked
     }
+    if (value === null || remainingMs === 0 || remainingMs === -2) {
+      return undefined;
+    }
+    const failure = this.codec.decodeFailure(
+      key,
+      value.toString(),
+      remainingMs,
+    );
+    if ('invalid' in failure) {
+      this.rejections.rejected('failure', failureKey, failure.invalid);
+      await this.compareAndDelete(failureKey, value);
+      return undefined;
+    }
+    return failure;
   }
 
   /**
    * When the entry of `key` was fetched, read from its header alone (the body is not
-   * transferred), or `undefined` when there is no readable entry.
+   * transferred), or `undefined` when there is no valid entry.
    */
   async fetchedAt(key: string): Promise<number | undefined> {
     return (await this.readStoredHeader(key))?.fetchedAt;
   }
 
   async load(key: string): Promise<CachedImage | undefined> {
-    return this.read(key, this.entryKey(key), 'image');
+    return this.read(key, this.entryKey(key), 'entry');
   }
 
-  async save(image: CachedImage): Promise<boolean> {
+  /**
+   * Stores `image` as the current image of its variant and tells the other replicas, which drop
+   * their older copies; with `replaces`, every copy they hold, whatever its fetch time says (an
+   * admin refresh).
+   */
+  async save(image: CachedImage, { replaces = false } = {}): Promise<boolean> {
     if (!this.enabled) {
       return false;
     }
@@ -228,10 +263,11 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
       key: image.key,
       etag: image.etag,
       fetchedAt: image.fetchedAt,
+      ...(replaces ? { replaces } : {}),
     };
     try {
       await this.redis.run((redis) =>
-        redis.set(this.entryKey(image.key), encode(image), {
+        redis.set(this.entryKey(image.key), this.codec.encodeEntry(image), {
           expiration: { type: 'PX', value: Math.ceil(remainingMs) },
         }),
       );
@@ -255,7 +291,7 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
       image.fetchedAt + this.config.retentionSeconds * 1000 - this.clock.now();
     try {
       await this.redis.run((redis) =>
-        redis.set(this.nextKey(image.key), encode(image), {
+        redis.set(this.nextKey(image.key), this.codec.encodeEntry(image), {
           expiration: { type: 'PX', value: Math.ceil(remainingMs) },
         }),
       );
@@ -279,36 +315,34 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
 
   /** The next image another replica prefetched for `key`, or `undefined`. */
   async loadNext(key: string): Promise<CachedImage | undefined> {
-    return this.read(key, this.nextKey(key), 'next image');
+    return this.read(key, this.nextKey(key), 'next');
   }
 
   /**
-   * The image of `key` stored under `entryKey`, verified; one that fails the checks is
-   * discarded (only while it is still the value read) and logged as the shared `what`.
+   * The image of `key` stored under `redisKey`, verified; one that fails the checks is
+   * discarded (only while it is still the value read), counted and logged as `kind`.
    */
   private async read(
     key: string,
-    entryKey: string,
-    what: string,
+    redisKey: string,
+    kind: 'entry' | 'next',
   ): Promise<CachedImage | undefined> {
     if (!this.enabled) {
       return undefined;
     }
     let value: Buffer | null;
     try {
-      value = await this.redis.run((redis) => redis.get(entryKey));
+      value = await this.redis.run((redis) => redis.get(redisKey));
     } catch {
       return undefined;
     }
     if (value === null) {
       return undefined;
     }
-    const decoded = decode(key, value);
+    const decoded = this.codec.decodeEntry(key, value);
     if ('invalid' in decoded) {
-      this.logger.warn(
-        `Discarding shared ${what} ${JSON.stringify(key)}: ${decoded.invalid}`,
-      );
-      await this.compareAndDelete(entryKey, value);
+      this.rejections.rejected(kind, redisKey, decoded.invalid);
+      await this.compareAndDelete(redisKey, value);
       return undefined;
     }
     return decoded;
@@ -316,69 +350,101 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
 
   /**
    * Removes everything stored for `key` (its image, its prefetched next image, its recorded
-   * failure), or for every variant when `key` is `null`, and tells the other replicas to drop
-   * their local copies. Returns the variants whose image was removed here.
+   * failure, its fetch lock), or for every variant when `key` is `null`, and tells the other
+   * replicas to drop their local copies. Returns the variants whose image was removed here.
+   * Every variant is walked with SCAN a page at a time, each page deleted before the next.
    */
   async purge(key: string | null): Promise<string[]> {
     if (!this.enabled) {
       return [];
     }
-    const prefix = this.config.keyPrefix;
-    const stored = key === null ? await this.keys() : [key];
     const removed: string[] = [];
-    for (const variant of stored) {
-      const deleted = await this.redis.run((redis) =>
-        redis.del([this.entryKey(variant)]),
-      );
-      await this.redis.run((redis) =>
-        Promise.all([
-          redis.del([this.nextKey(variant)]),
-          redis.del([this.failureKey(variant)]),
-        ]),
+    if (key === null) {
+      let position: ScanPosition | undefined = FIRST_SCAN_POSITION;
+      while (position) {
+        const page = await this.redis.scanPage(
+          position,
+          `${escapeGlob(this.config.keyPrefix)}{*}:*`,
+          PURGE_SCAN_COUNT,
+        );
+        const deleted = await Promise.all(
+          page.keys.map((redisKey) =>
+            this.redis.run((redis) => redis.del([redisKey])),
+          ),
+        );
+        page.keys.forEach((redisKey, index) => {
+          const variant = this.variantOfEntry(redisKey);
+          if (variant !== undefined && deleted[index] > 0) {
+            removed.push(variant);
+          }
+        });
+        position = page.next;
+      }
+    } else {
+      const [deleted] = await this.redis.run((redis) =>
+        Promise.all(
+          [
+            this.entryKey(key),
+            this.nextKey(key),
+            this.failureKey(key),
+            this.lockKey(key),
+          ].map((redisKey) => redis.del([redisKey])),
+        ),
       );
       if (deleted > 0) {
-        removed.push(variant);
-      }
-    }
-    if (key === null) {
-      // Next images and failures of variants with no image left.
-      for (const leftover of await this.redis.scanKeys(
-        `${escapeGlob(prefix)}{*}:*`,
-      )) {
-        if (!leftover.endsWith(':lock')) {
-          await this.redis.run((redis) => redis.del([leftover]));
-        }
+        removed.push(key);
       }
     }
     await this.publish({ type: 'purged', from: this.replicaId, key });
     return removed;
   }
 
-  /** The variants with an image in the shared tier, walked with SCAN. */
-  async keys(): Promise<string[]> {
+  /**
+   * One page of the variants with an image in the shared tier, from `position` on, walked with
+   * SCAN (`COUNT` `count`, so a page may hold fewer entries, or none, before the walk ends);
+   * each entry read from its header alone, with the header of its prefetched next image.
+   */
+  async entriesPage(
+    position: ScanPosition,
+    count: number,
+  ): Promise<{ entries: SharedEntry[]; next: ScanPosition | undefined }> {
     if (!this.enabled) {
-      return [];
+      return { entries: [], next: undefined };
     }
-    const prefix = this.config.keyPrefix;
-    const entries = await this.redis.scanKeys(`${escapeGlob(prefix)}{*}:image`);
-    return entries.flatMap((entry) => {
-      const inner = entry.slice(prefix.length);
-      return inner.startsWith('{') && inner.endsWith('}:image')
-        ? [inner.slice(1, -'}:image'.length)]
-        : [];
+    const page = await this.redis.scanPage(
+      position,
+      `${escapeGlob(this.config.keyPrefix)}{*}:image`,
+      count,
+    );
+    const variants = page.keys.flatMap((redisKey) => {
+      const variant = this.variantOfEntry(redisKey);
+      return variant === undefined ? [] : [variant];
     });
+    const entries = await Promise.all(
+      variants.map((variant) => this.entryOf(variant)),
+    );
+    return {
+      entries: entries.flatMap((entry) => (entry ? [entry] : [])),
+      next: page.next,
+    };
   }
 
-  /** Every variant the shared tier holds, with its size and fetch time, from the headers alone. */
-  async entries(): Promise<SharedEntry[]> {
-    const found: SharedEntry[] = [];
-    for (const key of await this.keys()) {
-      const header = await this.readStoredHeader(key);
-      if (header) {
-        found.push({ key, bytes: header.bytes, fetchedAt: header.fetchedAt });
-      }
+  /** What the shared tier holds of `key` (its image and next image, from their headers), or `undefined`. */
+  async entryOf(key: string): Promise<SharedEntry | undefined> {
+    const [header, next] = await Promise.all([
+      this.readStoredHeader(key),
+      this.readStoredHeader(key, 'next'),
+    ]);
+    if (!header && !next) {
+      return undefined;
     }
-    return found;
+    return {
+      key,
+      ...(header ? { bytes: header.bytes, fetchedAt: header.fetchedAt } : {}),
+      ...(next
+        ? { next: { bytes: next.bytes, fetchedAt: next.fetchedAt } }
+        : {}),
+    };
   }
 
   /**
@@ -403,7 +469,11 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     }
   }
 
-  /** Tries once to take the fetch lock of `key`, which expires after the lock TTL if never released. */
+  /**
+   * Tries once to take the fetch lock of `key`, which expires after the lock TTL if never
+   * released. A lock left without an expiry, or with a longer one than any replica sets, was
+   * not taken by a replica: it is taken over, so the variant's misses do not wait for ever.
+   */
   async lock(key: string): Promise<LockAttempt> {
     if (!this.enabled) {
       return 'unavailable';
@@ -411,12 +481,19 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     const lock: SharedLock = { key: this.lockKey(key), token: randomUUID() };
     try {
       const reply = await this.redis.run((redis) =>
-        redis.set(lock.key, lock.token, {
-          condition: 'NX',
-          expiration: { type: 'PX', value: this.config.lockTtlMs },
+        redis.eval(TAKE_LOCK, {
+          keys: [lock.key],
+          arguments: [lock.token, String(this.config.lockTtlMs)],
         }),
       );
-      return reply === null ? 'held' : lock;
+      if (reply === 2) {
+        this.rejections.rejected(
+          'lock',
+          lock.key,
+          `a lock without an expiry or held for longer than the lock TTL (${this.config.lockTtlMs} ms); taken over`,
+        );
+      }
+      return reply === 0 ? 'held' : lock;
     } catch {
       return 'unavailable';
     }
@@ -447,11 +524,13 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
   }
 
   private receive(message: string): void {
-    let notice: Notice;
-    try {
-      notice = noticeSchema.parse(JSON.parse(message));
-    } catch {
-      this.logger.warn(`Ignoring a malformed notice on ${this.channel}`);
+    const notice = this.codec.decodeNotice(message);
+    if ('invalid' in notice) {
+      this.rejections.rejected(
+        'notice',
+        `${this.channel} ${notice.key ?? '(no key)'}`,
+        notice.invalid,
+      );
       return;
     }
     if (notice.from === this.replicaId) {
@@ -472,7 +551,7 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
   private async publish(notice: Notice): Promise<void> {
     try {
       await this.redis.run((redis) =>
-        redis.publish(this.channel, JSON.stringify(notice)),
+        redis.publish(this.channel, this.codec.encodeNotice(notice)),
       );
     } catch {
       // Redis is down: the others find out by the lock and by asking Redis.
@@ -492,32 +571,46 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
     }
   }
 
-  /** The header of the entry of `key` and the bytes up to its end, or `undefined`. */
+  /**
+   * The header of the entry (or next image) of `key` and the bytes up to its end, or
+   * `undefined`; one that fails validation is counted and logged, and left for the next full
+   * read to discard.
+   */
   private async readStoredHeader(
     key: string,
-  ): Promise<(Header & { prefix: Buffer }) | undefined> {
+    kind: 'entry' | 'next' = 'entry',
+  ): Promise<(EntryHeader & { prefix: Buffer }) | undefined> {
     if (!this.enabled) {
       return undefined;
     }
-    const entryKey = this.entryKey(key);
+    const redisKey = kind === 'entry' ? this.entryKey(key) : this.nextKey(key);
+    let value: Buffer;
     try {
-      let value = await this.redis.run((redis) =>
-        redis.getRange(entryKey, 0, HEADER_PROBE_BYTES - 1),
+      value = await this.redis.run((redis) =>
+        redis.getRange(redisKey, 0, MAX_HEADER_BYTES - 1),
       );
-      if (
-        value.length >= HEADER_LENGTH_BYTES &&
-        HEADER_LENGTH_BYTES + value.readUInt32BE(0) > value.length &&
-        value.length === HEADER_PROBE_BYTES
-      ) {
-        value = (await this.redis.run((redis) => redis.get(entryKey))) ?? value;
-      }
-      const header = readHeader(value);
-      return 'invalid' in header || header.key !== key
-        ? undefined
-        : { ...header, prefix: value.subarray(0, header.headerEnd) };
     } catch {
       return undefined;
     }
+    if (value.length === 0) {
+      return undefined;
+    }
+    const header = this.codec.decodeHeader(key, value);
+    if ('invalid' in header) {
+      this.rejections.rejected(kind, redisKey, header.invalid);
+      return undefined;
+    }
+    return { ...header, prefix: value.subarray(0, header.headerEnd) };
+  }
+
+  /** The variant whose image `redisKey` holds, or `undefined` for any other key. */
+  private variantOfEntry(redisKey: string): string | undefined {
+    const inner = redisKey.slice(this.config.keyPrefix.length);
+    return redisKey.startsWith(this.config.keyPrefix) &&
+      inner.startsWith('{') &&
+      inner.endsWith('}:image')
+      ? inner.slice(1, -'}:image'.length)
+      : undefined;
   }
 
   /** `{key}` is the hash tag: a variant's entry, lock and failure map to one cluster slot. */
@@ -541,68 +634,4 @@ export class SharedTier implements CacheTier, OnApplicationBootstrap {
 /** `text` with the characters SCAN's MATCH treats as a pattern escaped. */
 function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&');
-}
-
-/** One value: the header's length (4 bytes, big-endian), the JSON header, then the body. */
-function encode(image: CachedImage): Buffer {
-  const header = Buffer.from(
-    JSON.stringify({
-      version: 1,
-      key: image.key,
-      bytes: image.body.length,
-      sha256: image.sha256,
-      fetchedAt: image.fetchedAt,
-      source: image.source,
-      ...(image.picsumId ? { picsumId: image.picsumId } : {}),
-    } satisfies z.input<typeof headerSchema>),
-  );
-  const length = Buffer.alloc(HEADER_LENGTH_BYTES);
-  length.writeUInt32BE(header.length);
-  return Buffer.concat([length, header, image.body]);
-}
-
-type Decoded = CachedImage | { readonly invalid: string };
-
-function decode(key: string, value: Buffer): Decoded {
-  const header = readHeader(value);
-  if ('invalid' in header) {
-    return header;
-  }
-  if (header.key !== key) {
-    return { invalid: `stored for ${JSON.stringify(header.key)}` };
-  }
-  if (value.length - header.headerEnd !== header.bytes) {
-    return {
-      invalid: `body of ${value.length - header.headerEnd} bytes where ${header.bytes} were stored`,
-    };
-  }
-  return restoreCachedImage({
-    key,
-    // A copy: the reply's buffer may be a slice of a larger one the client keeps.
-    body: Buffer.from(value.subarray(header.headerEnd)),
-    sha256: header.sha256,
-    fetchedAt: header.fetchedAt,
-    source: header.source,
-    ...(header.picsumId ? { picsumId: header.picsumId } : {}),
-  });
-}
-
-type Header = z.infer<typeof headerSchema> & { readonly headerEnd: number };
-
-function readHeader(value: Buffer): Header | { readonly invalid: string } {
-  if (value.length < HEADER_LENGTH_BYTES) {
-    return { invalid: 'too short to hold a header' };
-  }
-  const headerEnd = HEADER_LENGTH_BYTES + value.readUInt32BE(0);
-  if (headerEnd > value.length) {
-    return { invalid: 'header longer than the value' };
-  }
-  try {
-    const header = headerSchema.parse(
-      JSON.parse(value.subarray(HEADER_LENGTH_BYTES, headerEnd).toString()),
-    );
-    return { ...header, headerEnd };
-  } catch {
-    return { invalid: 'malformed header' };
-  }
 }
