@@ -18,22 +18,33 @@ import { FailedAttempts } from './failed-attempts';
 
 /** Failed attempts one client address may make per window before it is refused outright. */
 export const MAX_FAILED_ATTEMPTS = 10;
+/** Failed attempts all addresses together may make per window, so many addresses cannot guess at speed. */
+export const MAX_FAILED_ATTEMPTS_IN_ALL = 100;
 export const FAILED_ATTEMPTS_WINDOW_MS = 60_000;
 const REALM = 'Bearer realm="image-cache admin"';
+/** The one key of the count across all addresses. */
+const EVERY_ADDRESS = '*';
 
 /**
  * Lets a request through to `/admin/*` only with `Authorization: Bearer <ADMIN_TOKEN>`. Without
- * a token configured the routes do not exist (404). A missing or wrong token gets 401 with
- * `WWW-Authenticate: Bearer`, is logged without the token, and counts against the client's
- * address: past `MAX_FAILED_ATTEMPTS` in a minute it gets 429 whatever it sends. Tokens are
- * compared in constant time, as SHA-256 digests of equal length.
+ * a token configured the routes do not exist (404). A request with the right token is always
+ * served, whoever else fails from its address: an operator behind the same NAT, ingress or
+ * `kubectl port-forward` as an attacker is never locked out. A missing or wrong token gets 401
+ * with `WWW-Authenticate: Bearer`, is logged without the token, and counts against the
+ * client's address and against all addresses together: past `MAX_FAILED_ATTEMPTS` from one
+ * address, or `MAX_FAILED_ATTEMPTS_IN_ALL` from all, in a minute, requests without the right
+ * token get 429. Tokens are compared in constant time, as SHA-256 digests of equal length.
  */
 @Injectable()
 export class AdminTokenGuard implements CanActivate {
   private readonly logger = new Logger('AdminApi');
   private readonly tokenDigest?: Buffer;
-  private readonly failures = new FailedAttempts(
+  private readonly failuresByAddress = new FailedAttempts(
     MAX_FAILED_ATTEMPTS,
+    FAILED_ATTEMPTS_WINDOW_MS,
+  );
+  private readonly failuresInAll = new FailedAttempts(
+    MAX_FAILED_ATTEMPTS_IN_ALL,
     FAILED_ATTEMPTS_WINDOW_MS,
   );
 
@@ -53,16 +64,6 @@ export class AdminTokenGuard implements CanActivate {
     if (this.tokenDigest === undefined) {
       throw new NotFoundException(`Cannot ${route}`);
     }
-    const address = request.ip;
-    const retryAfter = this.failures.retryAfterSeconds(address);
-    if (retryAfter > 0) {
-      this.metrics.adminAction('denied');
-      void reply.header('retry-after', String(retryAfter));
-      throw new HttpException(
-        `Too many failed admin attempts from ${address}; try again in ${retryAfter} s`,
-        HttpStatus.TOO_MANY_REQUESTS,
-      );
-    }
     const presented = bearerToken(request.headers.authorization);
     if (
       presented !== undefined &&
@@ -70,8 +71,21 @@ export class AdminTokenGuard implements CanActivate {
     ) {
       return true;
     }
-    this.failures.record(address);
     this.metrics.adminAction('denied');
+    const address = request.ip;
+    const retryAfter = Math.max(
+      this.failuresByAddress.retryAfterSeconds(address),
+      this.failuresInAll.retryAfterSeconds(EVERY_ADDRESS),
+    );
+    if (retryAfter > 0) {
+      void reply.header('retry-after', String(retryAfter));
+      throw new HttpException(
+        `Too many failed admin attempts from ${address} or in all; only the right token is served for the next ${retryAfter} s`,
+        HttpStatus.TOO_MANY_REQUESTS,
+      );
+    }
+    this.failuresByAddress.record(address);
+    this.failuresInAll.record(EVERY_ADDRESS);
     const problem =
       presented === undefined ? 'no bearer token' : 'a wrong bearer token';
     this.logger.warn(`Refused ${route} from ${address}: ${problem}`);
