@@ -18,6 +18,7 @@ import { type ImageVariant, variantKey } from './image-variant';
 import { ImageVariantPipe } from './image-variant.pipe';
 import { sendImage } from './image-reply';
 import { UpstreamBusyException } from './upstream/upstream-busy.exception';
+import { forwardStatusOf } from './upstream/forward-status';
 
 @Controller('image')
 export class ImageController {
@@ -46,7 +47,7 @@ export class ImageController {
       if (error instanceof HttpException) {
         void reply.header(
           'cache-status',
-          cacheStatusOfError(error.getStatus()),
+          cacheStatusOfError(forwardStatusOf(error)),
         );
       }
       throw error;

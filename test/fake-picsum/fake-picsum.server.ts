@@ -86,6 +86,8 @@ export class FakePicsum {
    */
   renderMsPerMegapixel = 0;
   oversizedBytes = 1024 * 1024;
+  /** The text/plain body of a `server-error` reply. */
+  errorText = 'Something went wrong';
   /** When set, JPEGs are padded with comment segments to this many bytes, like real photos. */
   jpegBytes = 0;
   /** Requests for `/{w}/{h}`: one per upstream fetch the service makes. */
@@ -145,6 +147,7 @@ export class FakePicsum {
     this.mode = 'ok';
     this.delayMs = 0;
     this.renderMsPerMegapixel = 0;
+    this.errorText = 'Something went wrong';
     this.fetches = 0;
     this.imageRequests = 0;
   }
@@ -259,7 +262,7 @@ export class FakePicsum {
     }
     switch (this.mode) {
       case 'server-error':
-        plain(response, 500, 'Something went wrong');
+        plain(response, 500, this.errorText);
         return;
       case 'html':
         response

@@ -17,7 +17,11 @@ export type CacheOutcome =
       readonly forward: 'uri-miss' | 'stale';
       readonly collapsed: boolean;
     }
-  /** An expired image, served because the fetch this request made or waited for failed with `status`. */
+  /**
+   * An expired image, served because the fetch this request made or waited for failed:
+   * `status` is what the upstream answered, or the status this service picked where none came
+   * back (502, 504 for a timeout).
+   */
   | { readonly kind: 'stale-on-error'; readonly status: number }
   /** An expired image, served without asking the upstream, which failed within the retry window. */
   | { readonly kind: 'stale-while-failing' }
@@ -50,7 +54,10 @@ export function cacheStatusOf(
   }
 }
 
-/** The `Cache-Status` field value of an error reply: nothing could be served, the upstream answered `status`. */
+/**
+ * The `Cache-Status` field value of an error reply: nothing could be served; the upstream
+ * answered `status` (or, where it sent none, this service picked it).
+ */
 export function cacheStatusOfError(status: number): string {
   return `${CACHE_NAME}; fwd=uri-miss; fwd-status=${status}`;
 }

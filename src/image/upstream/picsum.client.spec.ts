@@ -154,6 +154,17 @@ describe(PicsumClient.name, () => {
     },
   );
 
+  it('quotes an error body without its control and bidi characters (a right-to-left override cannot turn the text around)', async () => {
+    upstream.mode = 'server-error';
+    upstream.errorText =
+      'Bad\u202egnp.exe\u2066 \u200b\u061c\u001b[31mred\u0085\u2028end';
+
+    const fetching = client.fetchImage(size);
+
+    await expect(fetching).rejects.toThrow(': "Bad gnp.exe   [31mred end"');
+    expect(client.state.lastError).toMatch(/: "Bad gnp\.exe {3}\[31mred end"$/);
+  });
+
   it('follows a redirect to a host in UPSTREAM_ALLOWED_REDIRECT_HOSTS', async () => {
     upstream.mode = 'foreign-redirect';
     // 127.0.0.2 is allowed, and is loopback too; nothing listens there, so the fetch fails

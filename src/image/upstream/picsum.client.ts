@@ -3,6 +3,7 @@ import type { ConfigType } from '@nestjs/config';
 import { request } from 'undici';
 import type { IncomingHttpHeaders } from 'undici/types/header';
 import { errorMessage } from '../../common/error-message';
+import { printableText } from '../../common/printable-text';
 import { upstreamConfig } from '../../config/upstream.config';
 import {
   CONTENT_TYPES,
@@ -104,7 +105,7 @@ export class PicsumClient {
       this.metrics.upstreamFetched(outcome, ms / 1000);
       this.lastState = {
         failingSince: this.lastState.failingSince ?? Date.now(),
-        lastError: `${key}: ${errorMessage(error)}`,
+        lastError: printableText(`${key}: ${errorMessage(error)}`),
       };
       // The cause (e.g. `connect ECONNREFUSED 10.0.0.7:443`) is kept out of replies, not out of the log.
       const cause =
@@ -291,6 +292,8 @@ export class PicsumClient {
       throw new UpstreamFetchException(
         'http_error',
         `Upstream answered ${response.status} for ${source}${quotedText(declared, body)}`,
+        undefined,
+        response.status,
       );
     }
     const declaredFormat = declaredImageFormat(declared);
@@ -360,17 +363,17 @@ function headerValue(
 
 /**
  * `: "Invalid size"` for a `text/plain` error reply (Picsum explains its 400s that way), its
- * first 200 characters with control characters replaced; nothing for any other reply.
+ * first 200 characters with control and bidi characters replaced; nothing for any other reply.
  */
 function quotedText(contentType: string, body: Buffer): string {
   if (!/^text\/plain\b/i.test(contentType) || body.length === 0) {
     return '';
   }
-  const text = body
-    .toString('utf8', 0, MAX_QUOTED_ERROR_CHARS * 4)
-    .slice(0, MAX_QUOTED_ERROR_CHARS)
-    .replace(/[\p{Cc}]+/gu, ' ')
-    .trim();
+  const text = printableText(
+    body
+      .toString('utf8', 0, MAX_QUOTED_ERROR_CHARS * 4)
+      .slice(0, MAX_QUOTED_ERROR_CHARS),
+  );
   return text === '' ? '' : `: ${JSON.stringify(text)}`;
 }
 
