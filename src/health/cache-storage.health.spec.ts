@@ -23,41 +23,31 @@ describe(CacheStorageHealthIndicator.name, () => {
     status.mockResolvedValue({ readable: true, writable: true });
 
     await expect(indicator.isHealthy('cacheStorage')).resolves.toEqual({
-      cacheStorage: { status: 'up', directory: '/app/storage', writable: true },
+      cacheStorage: { status: 'up', writable: true },
     });
   });
 
-  it('stays up, saying why, while stored images can be read but nothing can be written', async () => {
+  it('stays up, saying the kind of error (not the path), while stored images can be read but nothing can be written', async () => {
     status.mockResolvedValue({
       readable: true,
       writable: false,
-      reason: 'EROFS: read-only file system',
+      reason: "EROFS: read-only file system, open '/app/storage/probe'",
     });
 
     await expect(indicator.isHealthy('cacheStorage')).resolves.toEqual({
-      cacheStorage: {
-        status: 'up',
-        directory: '/app/storage',
-        writable: false,
-        message: 'EROFS: read-only file system',
-      },
+      cacheStorage: { status: 'up', writable: false, problem: 'EROFS' },
     });
   });
 
-  it('is down, with the reason, when the directory cannot be read', async () => {
+  it('is down, with the kind of error and not the path, when the directory cannot be read', async () => {
     status.mockResolvedValue({
       readable: false,
       writable: false,
-      reason: 'ENOENT: no such file or directory',
+      reason: "ENOENT: no such file or directory, scandir '/app/storage'",
     });
 
     await expect(indicator.isHealthy('cacheStorage')).resolves.toEqual({
-      cacheStorage: {
-        status: 'down',
-        directory: '/app/storage',
-        writable: false,
-        message: 'ENOENT: no such file or directory',
-      },
+      cacheStorage: { status: 'down', writable: false, problem: 'ENOENT' },
     });
   });
 });

@@ -1,11 +1,14 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
 import { DiskStore } from '../image/cache/disk-store';
+import { errorKind } from './error-kind';
 
 /**
  * Ready while the cache directory can be read, so stored images can be served. A directory
  * that takes no writes (full, read-only) keeps the pod ready, serving new images from memory,
- * and says so in the details. The upstream's state is deliberately not part of it.
+ * and says so in the details, by the error's kind alone: the directory and the full reason are
+ * in the logs, not in a body anyone who reaches the probe can read. The upstream's state is
+ * deliberately not part of it.
  */
 @Injectable()
 export class CacheStorageHealthIndicator {
@@ -18,9 +21,15 @@ export class CacheStorageHealthIndicator {
     const indicator = this.indicators.check(key);
     const { readable, writable, reason } = await this.disk.status();
     const details = {
-      directory: this.disk.directory,
       writable,
-      ...(reason === undefined ? {} : { message: reason }),
+      ...(reason === undefined
+        ? {}
+        : {
+            problem: errorKind(
+              reason,
+              readable ? 'not writable' : 'not readable',
+            ),
+          }),
     };
     return readable ? indicator.up(details) : indicator.down(details);
   }

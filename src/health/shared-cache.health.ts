@@ -1,21 +1,20 @@
-import { Inject, Injectable } from '@nestjs/common';
-import type { ConfigType } from '@nestjs/config';
+import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
-import { sharedCacheConfig } from '../config/shared-cache.config';
 import { SharedTier } from '../image/cache/shared/shared-tier';
+import { errorKind } from './error-kind';
 
 /**
  * Always up: a pod whose Redis is down serves from its own tiers and the upstream, as a
  * single pod would, so taking it out of the Service would only make an outage worse. The
- * details say whether the shared tier is configured and in use, and why not.
+ * details say whether the shared tier is configured and in use, and if not, the kind of
+ * problem (`not connected`, `timeout`, `ECONNREFUSED`, `OOM`...); Redis's address and the full
+ * reason are in the logs, not in a body anyone who reaches the probe can read.
  */
 @Injectable()
 export class SharedCacheHealthIndicator {
   constructor(
     private readonly indicators: HealthIndicatorService,
     private readonly shared: SharedTier,
-    @Inject(sharedCacheConfig.KEY)
-    private readonly config: ConfigType<typeof sharedCacheConfig>,
   ) {}
 
   isHealthy(key: string) {
@@ -26,9 +25,15 @@ export class SharedCacheHealthIndicator {
     const problem = this.shared.problem;
     return indicator.up({
       configured: true,
-      redis: this.config.displayName,
       connected: problem === undefined,
-      ...(problem === undefined ? {} : { message: problem }),
+      ...(problem === undefined
+        ? {}
+        : {
+            problem:
+              problem === 'not connected'
+                ? problem
+                : errorKind(problem, 'failing'),
+          }),
     });
   }
 }
