@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { Agent, get as httpGet } from 'node:http';
 import { join } from 'node:path';
 import { FakePicsum } from './fake-picsum/fake-picsum.server';
 import { ServiceProcess } from './support/service-process';
@@ -9,6 +10,21 @@ import { makeCacheDir } from './support/test-app';
  * The built service in a real child process: killed with SIGKILL, restarted on the same
  * CACHE_DIR, stopped with SIGTERM, and started with bad configuration.
  */
+/** The status of one `GET /image` through `agent`, its body read and dropped. */
+function getStatus(agent: Agent, url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = httpGet(`${url}/image`, { agent }, (response) => {
+      response.resume();
+      response.on('end', () => resolve(response.statusCode ?? 0));
+      response.on('error', reject);
+    });
+    request.on('error', (error: NodeJS.ErrnoException) => {
+      error.code = `${error.code}${request.reusedSocket ? ' on a reused connection' : ''}`;
+      reject(error);
+    });
+  });
+}
+
 describe('the service process (dist/main.js)', () => {
   const upstream = new FakePicsum();
   const running = new Set<ServiceProcess>();
@@ -212,6 +228,47 @@ describe('the service process (dist/main.js)', () => {
     expect(response.status).toBe(200);
     expect(exit).toEqual({ code: 0, signal: null });
     expect(Date.now() - signalledAt).toBeLessThan(5000);
+  });
+
+  it('serves every request on a connection it accepted, through the drain and the close: 50 keep-alive clients get no 503', async () => {
+    const url = await start({ SHUTDOWN_DRAIN_MS: '1500' });
+    const agent = new Agent({ keepAlive: true, maxSockets: 50 });
+    await getStatus(agent, url); // cached: every request below is a hit
+    const statuses: number[] = [];
+    const errors: string[] = [];
+    let signalledAt = Infinity;
+    let afterSignal = 0;
+    const client = async () => {
+      const stopAt = Date.now() + 15_000;
+      while (Date.now() < stopAt) {
+        try {
+          statuses.push(await getStatus(agent, url));
+          afterSignal += Date.now() > signalledAt ? 1 : 0;
+        } catch (error) {
+          errors.push((error as NodeJS.ErrnoException).code ?? String(error));
+          return; // the listener is closed: this client is done
+        }
+      }
+    };
+
+    const clients = Array.from({ length: 50 }, client);
+    await waitFor(() => statuses.length >= 500, 10_000);
+    signalledAt = Date.now();
+    const exit = await kill('SIGTERM');
+    await Promise.all(clients);
+    agent.destroy();
+
+    process.stdout.write(
+      `drain: ${statuses.length} replies (${afterSignal} after SIGTERM), connection errors: ${JSON.stringify(errors)}\n`,
+    );
+    expect(statuses.filter((status) => status !== 200)).toEqual([]);
+    expect(afterSignal).toBeGreaterThan(50);
+    // Refused or reset before the server read a request: connections the listener never
+    // accepted (reset when it closed with them in the kernel's accept queue), never one it served.
+    expect(
+      errors.filter((code) => !['ECONNREFUSED', 'ECONNRESET'].includes(code)),
+    ).toEqual([]);
+    expect(exit).toEqual({ code: 0, signal: null });
   });
 
   it.each([
