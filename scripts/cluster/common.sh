@@ -23,6 +23,9 @@ APISERVER_PORT=6443
 ETCD_PORT=2379
 # The iptables chains that keep pod traffic on this machine (see up.sh).
 EGRESS_CHAIN=IMAGE-CACHE-POD-EGRESS
+# The filter-table chain that rejects what is still addressed to the Service CIDR after
+# kube-proxy's DNAT (see up.sh), and counts it.
+SERVICE_GUARD_CHAIN=IMAGE-CACHE-SERVICE-GUARD
 
 # Built binaries, kept between runs and keyed by version; Go's own build cache
 # (`go env GOCACHE`) makes a rebuild after a version change fast as well.

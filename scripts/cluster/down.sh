@@ -4,7 +4,7 @@
 # By PID, never by name: the daemons in reverse order of start, then every process in the
 # pods' cgroups, then containerd's shims (which outlive containerd), containerd and etcd;
 # then any process left in the node's mount namespace (its mounts go with it), kube-proxy's
-# and the kubelet's iptables rules, the egress rule, the bridge and its veths, the pods'
+# and the kubelet's iptables rules, the Service CIDR guard (its counter printed), the egress rule, the bridge and its veths, the pods'
 # cgroups, and the host settings it changed. Logs stay in <dir>/logs; the rest of <dir> goes.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -83,6 +83,15 @@ for tool in iptables ip6tables; do
     for chain in "${chains[@]}"; do "$tool" -t "$table" -X "$chain" 2>/dev/null; done
   done
 done
+if [[ -f "$dir/state/service-guard-chain" ]]; then
+  packets="$(iptables -L "$SERVICE_GUARD_CHAIN" -n -v -x 2>/dev/null | awk '$3 == "REJECT" { print $1 }')"
+  echo "Service CIDR guard: ${packets:-?} packet(s) to $SERVICE_CIDR had no kube-proxy rule and were rejected rather than leave the machine" >&2
+  iptables -D OUTPUT -j "$SERVICE_GUARD_CHAIN" 2>/dev/null
+  iptables -D FORWARD -j "$SERVICE_GUARD_CHAIN" 2>/dev/null
+  iptables -F "$SERVICE_GUARD_CHAIN" 2>/dev/null
+  iptables -X "$SERVICE_GUARD_CHAIN" 2>/dev/null
+  rm -f "$dir/state/service-guard-chain"
+fi
 if [[ -f "$dir/state/egress-chain" ]]; then
   iptables -t mangle -D FORWARD -j "$EGRESS_CHAIN" 2>/dev/null
   iptables -t mangle -F "$EGRESS_CHAIN" 2>/dev/null

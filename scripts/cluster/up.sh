@@ -53,6 +53,18 @@ iptables -t mangle -A "$EGRESS_CHAIN" -i "$BRIDGE" ! -d "$POD_CIDR" -j DROP \
   -m comment --comment "image-cache test cluster: no pod packet leaves the machine"
 iptables -t mangle -I FORWARD 1 -j "$EGRESS_CHAIN"
 touch "$dir/state/egress-chain"
+# A ClusterIP is only a kube-proxy DNAT rule. Until kube-proxy has one for a Service (before
+# its first sync, after a restart), a packet to a ClusterIP would be routed like any private
+# address: off the machine by the default route. The filter table sees a packet after the nat
+# table's DNAT, so whatever still has a Service address here had no rule: rejected, counted,
+# and the counter printed by down.sh. In place before the first pod, for the host's own
+# packets (OUTPUT) and the pods' (FORWARD).
+iptables -N "$SERVICE_GUARD_CHAIN"
+iptables -A "$SERVICE_GUARD_CHAIN" -d "$SERVICE_CIDR" -j REJECT --reject-with icmp-net-unreachable \
+  -m comment --comment "image-cache test cluster: nothing addressed to a Service leaves the machine"
+iptables -I OUTPUT 1 -j "$SERVICE_GUARD_CHAIN"
+iptables -I FORWARD 1 -j "$SERVICE_GUARD_CHAIN"
+touch "$dir/state/service-guard-chain"
 # kube-proxy's Services and pod-to-pod traffic across the bridge go through iptables.
 echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables
 echo 1 >/proc/sys/net/ipv4/ip_forward

@@ -16,6 +16,8 @@ export const cluster = {
   podCidr: requiredEnv('CLUSTER_POD_CIDR'),
   bridge: requiredEnv('CLUSTER_BRIDGE'),
   egressChain: requiredEnv('CLUSTER_EGRESS_CHAIN'),
+  serviceGuardChain: requiredEnv('CLUSTER_SERVICE_GUARD_CHAIN'),
+  serviceCidr: requiredEnv('CLUSTER_SERVICE_CIDR'),
   image: requiredEnv('CLUSTER_IMAGE'),
   kubernetesVersion: requiredEnv('KUBERNETES_VERSION'),
 };

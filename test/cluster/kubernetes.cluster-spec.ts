@@ -335,6 +335,26 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
     expect(await run('iptables-save', ['-t', 'nat'])).not.toContain(':CNI-');
   });
 
+  it('rejects, before any traffic, what is still addressed to the Service CIDR after DNAT: a ClusterIP without a kube-proxy rule never leaves by the default route', async () => {
+    for (const hook of ['OUTPUT', 'FORWARD']) {
+      const rules = await run('iptables', ['-t', 'filter', '-S', hook]);
+      expect(rules.split('\n')).toContain(
+        `-A ${hook} -j ${cluster.serviceGuardChain}`,
+      );
+    }
+    const chain = await run('iptables', [
+      '-t',
+      'filter',
+      '-S',
+      cluster.serviceGuardChain,
+    ]);
+    const reject = chain
+      .split('\n')
+      .find((rule) => rule.startsWith(`-A ${cluster.serviceGuardChain} `));
+    expect(reject).toContain(`-d ${cluster.serviceCidr}`);
+    expect(reject).toMatch(/-j REJECT --reject-with icmp-net-unreachable$/);
+  });
+
   it("installs with helm install --wait, without the monitoring CRDs, and turns Ready by the kubelet's readiness probe", async () => {
     const started = Date.now();
     await deploy('install');
