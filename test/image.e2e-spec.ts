@@ -237,7 +237,7 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
       ]);
     });
 
-    it('says stale-if-error with the failed status, then upstream-failing inside the retry window', async () => {
+    it("says stale-if-error with the upstream's own status as fwd-status, then upstream-failing inside the retry window", async () => {
       await cacheStatus();
       service.clock.advanceSeconds(TTL_SECONDS + 5);
       upstream.mode = 'server-error';
@@ -246,21 +246,25 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
       service.clock.advanceSeconds(1);
       const withinWindow = await cacheStatus();
 
-      expect(failedNow).toBe('image-cache; fwd=stale; fwd-status=502; ttl=-5');
+      // The upstream answered 500; the service's own 502 is not what the next hop returned.
+      expect(failedNow).toBe('image-cache; fwd=stale; fwd-status=500; ttl=-5');
       expect(withinWindow).toBe(
         'image-cache; hit; ttl=-6; detail=upstream-failing',
       );
     });
 
-    it('says uri-miss with the status when there is nothing to serve, and 504 for a timeout', async () => {
+    it("says uri-miss with the upstream's status when there is nothing to serve; 502 where none came back, 504 for a timeout", async () => {
       upstream.mode = 'server-error';
       const failed = await cacheStatus('/image', 502);
+      upstream.mode = 'reset';
+      const reset = await cacheStatus('/image?width=300', 502);
       await service.close();
       await start({ UPSTREAM_TIMEOUT_MS: '300' });
       upstream.mode = 'hang';
       const timedOut = await cacheStatus('/image', 504);
 
-      expect(failed).toBe('image-cache; fwd=uri-miss; fwd-status=502');
+      expect(failed).toBe('image-cache; fwd=uri-miss; fwd-status=500');
+      expect(reset).toBe('image-cache; fwd=uri-miss; fwd-status=502');
       expect(timedOut).toBe('image-cache; fwd=uri-miss; fwd-status=504');
     });
   });
@@ -475,11 +479,7 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
       expect(ready.body).toMatchObject({
         status: 'ok',
         info: {
-          cacheStorage: {
-            status: 'up',
-            directory: service.cacheDir,
-            writable: true,
-          },
+          cacheStorage: { status: 'up', writable: true },
           shutdown: { status: 'up' },
           sharedCache: { status: 'up', configured: false },
         },
@@ -497,8 +497,10 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
 
       expect(ready.body).toMatchObject({
         status: 'error',
-        error: { cacheStorage: { status: 'down' } },
+        error: { cacheStorage: { status: 'down', problem: 'ENOENT' } },
       });
+      // The directory is in the logs; a probe's body names the kind of failure only.
+      expect(JSON.stringify(ready.body)).not.toContain(service.cacheDir);
     });
   });
 

@@ -1,10 +1,12 @@
 import { Module } from '@nestjs/common';
+import { CacheEntries } from './cache/cache-entries';
 import { CacheService } from './cache/cache.service';
 import { Clock } from './cache/clock';
 import { DiskStore } from './cache/disk-store';
 import { FreshHitHook } from './fresh-hit.hook';
 import { ImageVariantPipe } from './image-variant.pipe';
 import { ImageController } from './image.controller';
+import { LocalVariants } from './cache/local-variants';
 import { MemoryTier } from './cache/memory-tier';
 import { PicsumClient } from './upstream/picsum.client';
 import { RedisConnection } from './cache/shared/redis-connection';
@@ -16,6 +18,8 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
   controllers: [ImageController],
   providers: [
     CacheService,
+    CacheEntries,
+    LocalVariants,
     PicsumClient,
     UpstreamLimiter,
     MemoryTier,
@@ -29,6 +33,8 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
   ],
   exports: [
     CacheService,
+    CacheEntries,
+    LocalVariants,
     Clock,
     DiskStore,
     ImageVariantPipe,

@@ -26,13 +26,17 @@ export interface StatusReport {
     readonly state: 'off' | 'connected' | 'unavailable';
     readonly problem: string | null;
   };
-  /** The variants this replica holds in memory or on disk. */
-  readonly variants: readonly {
-    readonly key: string;
-    readonly bytes: number;
-    readonly expiresAt: string;
-    readonly stale: boolean;
-  }[];
+  /** How many variants this replica holds in memory or on disk. */
+  readonly variantCount: number;
+  /** The most recently used of them (at most 20): in memory first, then on disk. */
+  readonly variants: readonly VariantStatus[];
+}
+
+export interface VariantStatus {
+  readonly key: string;
+  readonly bytes: number;
+  readonly expiresAt: string;
+  readonly stale: boolean;
 }
 
 export interface TierUse {

@@ -2,6 +2,7 @@ import { Test } from '@nestjs/testing';
 import { cacheConfig } from '../../src/config/cache.config';
 import { Clock } from '../../src/image/cache/clock';
 import { DiskStore } from '../../src/image/cache/disk-store';
+import { LocalVariants } from '../../src/image/cache/local-variants';
 import type { FakeClock } from './fake-clock';
 
 /** A `DiskStore` on `directory`, initialised as at start-up (directory made, index rebuilt, first probe). */
@@ -15,6 +16,7 @@ export async function openDiskStore(
   const moduleRef = await Test.createTestingModule({
     providers: [
       DiskStore,
+      LocalVariants,
       { provide: Clock, useValue: clock },
       {
         provide: cacheConfig.KEY,

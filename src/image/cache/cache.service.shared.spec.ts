@@ -16,6 +16,8 @@ import { UpstreamLimiter } from '../upstream/upstream-limiter';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';
 import { DiskStore } from './disk-store';
+import { CacheMetrics } from '../../metrics/cache-metrics';
+import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
 import { RedisConnection } from './shared/redis-connection';
 import { SharedTier } from './shared/shared-tier';
@@ -47,6 +49,8 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
       providers: [
         CacheService,
         MemoryTier,
+        LocalVariants,
+        CacheMetrics,
         UpstreamLimiter,
         SharedTier,
         RedisConnection,
@@ -76,6 +80,7 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
           provide: upstreamConfig.KEY,
           useValue: {
             timeoutMs: 1000,
+            maxBytes: 10 * 1024 * 1024,
             retryAfterSeconds: 10,
             maxConcurrency: 8,
             queueTimeoutMs: 1000,
@@ -241,4 +246,60 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
     expect(status).toBe('STALE');
     expect(image.etag).toBe(fetched.image.etag);
   });
+
+  it('a refresh on one replica makes its image current on every other, whatever fetch time their copies carry', async () => {
+    const refreshing = await startReplica();
+    const other = await startReplica();
+    await other.getImage(DEFAULT_VARIANT);
+    // A copy this replica holds as fetched later than the refresh will be (a clock ahead).
+    const ahead = (await other.getImage(DEFAULT_VARIANT)).image;
+    modules[1]
+      .get(MemoryTier)
+      .save({ ...ahead, fetchedAt: clock.now() + 30_000 });
+
+    const refreshed = await refreshing.refresh(DEFAULT_VARIANT);
+    await waitUntil(
+      () => modules[1].get(MemoryTier).peek('1200x1200') === undefined,
+    );
+    const served = await other.getImage(DEFAULT_VARIANT);
+
+    expect(served.image.etag).toBe(refreshed.etag);
+    expect(served.image.etag).not.toBe(ahead.etag);
+  });
+
+  it('a purge on one replica wins over a fetch another replica is running: that fetch stores nothing anywhere', async () => {
+    let release = () => {};
+    fetchImage.mockImplementationOnce(
+      () =>
+        new Promise((resolve) => {
+          release = () => resolve(upstreamImage(1));
+        }),
+    );
+    const purging = await startReplica();
+    const fetching = await startReplica();
+    const waiting = fetching.getImage(DEFAULT_VARIANT);
+    await waitUntil(() => fetchImage.mock.calls.length === 1);
+
+    await expect(purging.purge(null)).resolves.toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the notice
+    release();
+    const served = await waiting;
+    const keys = await redis().cli('--raw', 'keys', 'spec:*:image');
+    const next = await purging.getImage(DEFAULT_VARIANT);
+
+    expect(served.image.picsumId).toBe('1');
+    expect(keys.trim()).toBe('');
+    expect(next.status).toBe('MISS');
+    expect(fetchImage).toHaveBeenCalledTimes(2);
+  });
 });
+
+async function waitUntil(condition: () => boolean): Promise<void> {
+  const deadline = performance.now() + 5000;
+  while (!condition()) {
+    if (performance.now() > deadline) {
+      throw new Error('condition not met within 5 s');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

@@ -14,6 +14,8 @@ import { SharedTier } from './shared/shared-tier';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';
 import { DiskStore, type StoredMetadata } from './disk-store';
+import { CacheMetrics } from '../../metrics/cache-metrics';
+import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
 import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
@@ -55,6 +57,7 @@ function fakeDisk() {
     reconcile: jest.fn().mockResolvedValue(undefined),
     has: jest.fn().mockReturnValue(false),
     entries: jest.fn().mockReturnValue([]),
+    metadataOf: jest.fn().mockReturnValue(undefined),
   };
 }
 
@@ -68,6 +71,7 @@ interface ServiceSetup {
   readonly queueTimeoutMs?: number;
   readonly prefetchSeconds?: number;
   readonly staleWhileRevalidateSeconds?: number;
+  readonly retryAfterSeconds?: number;
 }
 
 /** A CacheService on a real memory tier and limiter, with the upstream and disk replaced. */
@@ -76,6 +80,8 @@ async function compileService(setup: ServiceSetup): Promise<CacheService> {
     providers: [
       CacheService,
       MemoryTier,
+      LocalVariants,
+      CacheMetrics,
       UpstreamLimiter,
       { provide: PicsumClient, useValue: { fetchImage: setup.fetchImage } },
       { provide: DiskStore, useValue: setup.disk },
@@ -100,7 +106,8 @@ async function compileService(setup: ServiceSetup): Promise<CacheService> {
         useValue: {
           imageWidth: 1200,
           imageHeight: 1200,
-          retryAfterSeconds: RETRY_AFTER_SECONDS,
+          maxBytes: 10 * 1024 * 1024,
+          retryAfterSeconds: setup.retryAfterSeconds ?? RETRY_AFTER_SECONDS,
           maxConcurrency: setup.maxConcurrency ?? 8,
           queueTimeoutMs: setup.queueTimeoutMs ?? 1000,
         },
@@ -788,5 +795,139 @@ describe(`${CacheService.name} freshness without waiting`, () => {
     expect(again.status).toBe('STALE');
     expect(again.image.picsumId).toBe('1');
     expect(fetchImage).toHaveBeenCalledTimes(2); // not again within the retry window
+  });
+
+  it.each([
+    [RETRY_AFTER_SECONDS, 5, 5],
+    [0, 200, 50],
+  ])(
+    'logs a failed prefetch once per variant and retry window (%i s), however many hits come',
+    async (retryAfterSeconds, prefetches, lines) => {
+      const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation();
+      warn.mockClear(); // the spy of an earlier case, if any, keeps its calls
+      service = await compileService({
+        fetchImage,
+        clock,
+        queueTimeoutMs: 0,
+        prefetchSeconds: PREFETCH_SECONDS,
+        retryAfterSeconds,
+        disk: fakeDisk(),
+      });
+      await warm();
+      fetchImage.mockRejectedValue(
+        new BadGatewayException('upstream said 500'),
+      );
+      clock.advanceSeconds(TTL_SECONDS - PREFETCH_SECONDS);
+
+      // 200 hits, a quarter of a second apart: 50 s of the prefetch window.
+      for (let hit = 0; hit < 200; hit += 1) {
+        await answeredAtOnce();
+        clock.advanceSeconds(0.25);
+      }
+
+      const prefetchLines = warn.mock.calls.filter(([message]) =>
+        /Prefetching the next image of 1200x1200 failed/.test(String(message)),
+      );
+      expect(fetchImage).toHaveBeenCalledTimes(1 + prefetches);
+      // With no retry window, at most one line a second.
+      expect(prefetchLines).toHaveLength(lines);
+    },
+  );
+});
+
+describe(`${CacheService.name} purge and refresh`, () => {
+  let service: CacheService;
+  let clock: FakeClock;
+  let fetchImage: jest.Mock<Promise<UpstreamImage>, []>;
+  let disk: ReturnType<typeof fakeDisk>;
+  /** The upstream's fetches in flight, in order; each completes when the test resolves it. */
+  let pending: (() => void)[];
+  let nextId: number;
+
+  async function settle(): Promise<void> {
+    for (let turn = 0; turn < 10; turn += 1) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  beforeEach(async () => {
+    clock = new FakeClock();
+    pending = [];
+    nextId = 1;
+    disk = fakeDisk();
+    fetchImage = jest.fn(
+      () =>
+        new Promise<UpstreamImage>((resolve) => {
+          const id = nextId++;
+          pending.push(() => resolve(upstreamImage(id)));
+        }),
+    );
+    service = await compileService({
+      fetchImage,
+      clock,
+      disk,
+      prefetchSeconds: 60,
+    });
+  });
+
+  it('a purge during a fetch wins: the waiting request gets the image, no tier keeps it, and the next request fetches again', async () => {
+    const waiting = service.getImage(DEFAULT_VARIANT);
+    await settle();
+
+    await expect(service.purge('1200x1200')).rejects.toThrow(
+      'No image is cached for 1200x1200',
+    );
+    pending.shift()?.();
+    const served = await waiting;
+    const next = service.getImage(DEFAULT_VARIANT);
+    await settle();
+    pending.shift()?.();
+
+    expect(served.image.picsumId).toBe('1');
+    expect(disk.save).not.toHaveBeenCalledWith(served.image);
+    expect((await next).status).toBe('MISS');
+    expect((await next).image.picsumId).toBe('2');
+  });
+
+  it('a purge of everything during a prefetch wins: its image is not held, and not made current at expiry', async () => {
+    const first = service.getImage(DEFAULT_VARIANT);
+    await settle();
+    pending.shift()?.();
+    await first;
+    clock.advanceSeconds(TTL_SECONDS - 30);
+    await service.getImage(DEFAULT_VARIANT); // starts the prefetch
+    await settle();
+    expect(pending).toHaveLength(1);
+
+    await service.purge(null);
+    pending.shift()?.();
+    await settle();
+    clock.advanceSeconds(30);
+    const afterPurge = service.getImage(DEFAULT_VARIANT);
+    await settle();
+    pending.shift()?.();
+
+    expect((await afterPurge).status).toBe('MISS');
+    expect((await afterPurge).image.picsumId).toBe('3');
+    expect(service.heldNext('1200x1200')).toBeUndefined();
+  });
+
+  it('a refresh wins over the fetch already running: that one stores nothing, the refreshed image is current', async () => {
+    const waiting = service.getImage(DEFAULT_VARIANT);
+    await settle();
+
+    const refreshing = service.refresh(DEFAULT_VARIANT);
+    await settle();
+    pending.shift()?.(); // the fetch the request started
+    await settle();
+    pending.shift()?.(); // the refresh's own
+    const refreshed = await refreshing;
+    const after = await service.getImage(DEFAULT_VARIANT);
+
+    expect((await waiting).image.picsumId).toBe('1');
+    expect(refreshed.picsumId).toBe('2');
+    expect(after).toMatchObject({ status: 'HIT' });
+    expect(after.image.picsumId).toBe('2');
+    expect(disk.save).toHaveBeenCalledTimes(1);
   });
 });

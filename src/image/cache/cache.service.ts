@@ -27,13 +27,19 @@ import { Clock } from './clock';
 import type { CacheOutcome } from './cache-outcome';
 import type { CacheTier, TierName } from './cache-tier';
 import { DiskStore, type StoredMetadata } from './disk-store';
+import { LocalVariants } from './local-variants';
+import { PurgeGenerations } from './purge-generations';
 import { type ImageVariant, variantKey } from '../image-variant';
 import { MemoryTier } from './memory-tier';
 import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
-import { type SharedEntry, SharedTier } from './shared/shared-tier';
+import { SharedTier } from './shared/shared-tier';
 import { SingleFlight } from './single-flight';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
 import { UpstreamLimiter } from '../upstream/upstream-limiter';
+import {
+  forwardStatusOf,
+  RemoteUpstreamFailure,
+} from '../upstream/forward-status';
 
 /** Failed fetches remembered at once, so that varying the variant cannot grow memory without bound. */
 const MAX_REMEMBERED_FAILURES = 10_000;
@@ -45,6 +51,10 @@ const LOCK_POLL_MS = 100;
 const PREFETCH_LOCK_RETRY_MS = 1000;
 /** Prefetched images held aside when the memory tier is off, in bytes. */
 const NEXT_IMAGES_MAX_BYTES_WITHOUT_MEMORY = 64 * 2 ** 20;
+/** A failed prefetch of one variant is logged at most this often, even with no retry window. */
+const MIN_LOG_INTERVAL_MS = 1000;
+/** Variants a purge of every variant removes between two looks at what is left. */
+const PURGE_PAGE_SIZE = 500;
 
 /** Freshness of an entry at one moment, in the units HTTP caching headers use. */
 export interface Freshness {
@@ -54,16 +64,6 @@ export interface Freshness {
   readonly ttlSeconds: number;
   /** The RFC 5861 directives `Cache-Control` adds to max-age, e.g. `, stale-while-revalidate=30`. */
   readonly staleDirectives: string;
-}
-
-/** One cached variant, as `GET /admin/entries` lists it. */
-export interface CacheEntry {
-  readonly key: string;
-  readonly bytes: number;
-  readonly fetchedAt: string;
-  readonly expiresAt: string;
-  readonly stale: boolean;
-  readonly tiers: TierName[];
 }
 
 interface UpstreamFailure {
@@ -111,6 +111,10 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   private readonly nextImages: LRUCache<string, CachedImage>;
   /** When a variant's failed prefetch may be tried again, so a failing upstream is not asked on every hit. */
   private readonly prefetchRetryAt: LRUCache<string, number>;
+  /** When a variant's failed prefetch was last logged: one line per variant and retry window. */
+  private readonly prefetchFailureLoggedAt: LRUCache<string, number>;
+  /** Makes a purge or refresh win over the fetches and prefetches running when it comes. */
+  private readonly generations = new PurgeGenerations();
   private readonly staleDirectives: string;
   /** The tiers below memory, in the order they are asked. */
   private readonly lowerTiers: readonly CacheTier[];
@@ -125,6 +129,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     private readonly disk: DiskStore,
     private readonly shared: SharedTier,
     private readonly clock: Clock,
+    private readonly variants: LocalVariants,
     @Inject(cacheConfig.KEY)
     private readonly cache: ConfigType<typeof cacheConfig>,
     @Inject(upstreamConfig.KEY)
@@ -134,9 +139,18 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   ) {
     this.failures = new LRUCache({ max: MAX_REMEMBERED_FAILURES });
     this.prefetchRetryAt = new LRUCache({ max: MAX_REMEMBERED_FAILURES });
+    this.prefetchFailureLoggedAt = new LRUCache({
+      max: MAX_REMEMBERED_FAILURES,
+    });
     this.nextImages = new LRUCache({
       maxSize: memory.maxBytes || NEXT_IMAGES_MAX_BYTES_WITHOUT_MEMORY,
       sizeCalculation: (image) => MemoryTier.sizeOf(image),
+      onInsert: (_image, key) => variants.added(key, 'next'),
+      dispose: (_image, key, reason) => {
+        if (reason !== 'set') {
+          variants.removed(key, 'next');
+        }
+      },
     });
     this.staleDirectives = [
       cache.staleWhileRevalidateSeconds > 0
@@ -159,8 +173,14 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     this.shared.onNotice((notice) => {
       if (notice.type === 'stored') {
         // Another replica stored a newer image: the local copy must not be served any more.
-        this.memory.delete(notice.key, notice.fetchedAt);
-        void this.disk.delete(notice.key, notice.fetchedAt);
+        // After an admin refresh (`replaces`), no copy is, whatever its fetch time says, and
+        // a fetch running here stores nothing.
+        const olderThan = notice.replaces ? Infinity : notice.fetchedAt;
+        if (notice.replaces) {
+          this.generations.purged(notice.key);
+        }
+        this.memory.delete(notice.key, olderThan);
+        void this.disk.delete(notice.key, olderThan);
         this.failures.delete(notice.key);
         // A next image held here was for the image that is now replaced: its successor is
         // prefetched again, or fetched at expiry.
@@ -170,7 +190,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       } else {
         // Another replica's fetch failed: asking the upstream again now would fail the same way.
         this.failures.set(notice.key, {
-          error: new HttpException(notice.message, notice.status),
+          error: new RemoteUpstreamFailure(notice),
           retryAt: this.clock.now() + notice.retryAfterMs,
         });
       }
@@ -248,7 +268,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       const httpError = toHttpException(error);
       return this.serveStaleOr(cached, httpError, {
         kind: 'stale-on-error',
-        status: httpError.getStatus(),
+        status: forwardStatusOf(httpError),
       });
     }
   }
@@ -299,9 +319,18 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
           key,
           this.clock.now() + this.upstream.retryAfterSeconds * 1000,
         );
-        this.logger.warn(
-          `Prefetching the next image of ${key} failed: ${errorMessage(error)}; the miss path runs at expiry`,
+        const now = this.clock.now();
+        const loggedAt = this.prefetchFailureLoggedAt.get(key) ?? -Infinity;
+        const intervalMs = Math.max(
+          this.upstream.retryAfterSeconds * 1000,
+          MIN_LOG_INTERVAL_MS,
         );
+        if (now - loggedAt >= intervalMs) {
+          this.prefetchFailureLoggedAt.set(key, now);
+          this.logger.warn(
+            `Prefetching the next image of ${key} failed: ${errorMessage(error)}; the miss path runs at expiry`,
+          );
+        }
       }),
     );
   }
@@ -317,6 +346,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     variant: ImageVariant,
     startsAt: number,
   ): Promise<void> {
+    const mark = this.generations.mark();
     const lock = await this.shared.lock(key);
     if (lock === 'held') {
       // Not asked again on every hit: the holder's image comes through the shared tier.
@@ -327,13 +357,19 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       if (lock !== 'unavailable') {
         const held = await this.shared.loadNext(key);
         if (held && held.fetchedAt >= startsAt) {
-          this.nextImages.set(key, held);
+          if (!this.generations.purgedSince(key, mark)) {
+            this.nextImages.set(key, held);
+          }
           return;
         }
       }
       const fetched = await this.limiter.run(() =>
         this.client.fetchImage(variant),
       );
+      // A purge or refresh since the prefetch started wins: its image is not held.
+      if (this.generations.purgedSince(key, mark)) {
+        return;
+      }
       const next = this.imageOf(key, fetched, startsAt);
       this.nextImages.set(key, next);
       await this.shared.saveNext(next);
@@ -433,17 +469,23 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
 
   /**
    * Fetches a new image of `variant` now and makes it current in every tier and, through the
-   * shared tier, on every replica, whatever the cache held. Joins a fetch of the variant that
-   * is already running; a prefetched image held for later is dropped.
+   * shared tier, on every replica, whatever the cache held. It wins over the fetches and
+   * prefetches of the variant already running, here and on the other replicas: they finish for
+   * the requests waiting for them, but store nothing; a prefetched image held for later is
+   * dropped.
    */
   async refresh(
     variant: ImageVariant,
     requestId?: string,
   ): Promise<CachedImage> {
     const key = variantKey(variant);
-    await this.prefetches.settled(key);
+    this.generations.purged(key);
     this.nextImages.delete(key);
     await this.shared.dropNext(key);
+    await Promise.all([
+      this.prefetches.settled(key),
+      this.fetches.settled(key),
+    ]);
     const { image } = await this.fetches.run(key, () =>
       this.fetchOnce(key, variant, requestId, { force: true }),
     );
@@ -452,7 +494,8 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
 
   /**
    * Removes `key`'s variant, or every variant when `key` is `null`, from every tier and, through
-   * the shared tier, from every replica. Returns how many variants were removed.
+   * the shared tier, from every replica. The purge wins over the fetches and prefetches running:
+   * they store nothing. Returns how many variants were removed.
    */
   async purge(key: string | null): Promise<number> {
     const removed = new Set(await this.purgeLocally(key));
@@ -473,93 +516,53 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     return removed.size;
   }
 
-  /** Removes `key`'s variant, or every variant, from this replica's memory and disk; returns the variants removed. */
+  /**
+   * Removes `key`'s variant, or every variant, from this replica's memory and disk and the
+   * images held aside, walking the variants a page at a time; returns the variants removed.
+   */
   private async purgeLocally(key: string | null): Promise<string[]> {
-    const keys =
-      key === null
-        ? new Set([
-            ...this.memory.keys(),
-            ...this.disk.entries().map((entry) => entry.key),
-            ...this.nextImages.keys(),
-          ])
-        : new Set([key]);
+    this.generations.purged(key);
     const removed: string[] = [];
-    for (const variant of keys) {
-      const held =
-        this.memory.load(variant) !== undefined ||
-        this.disk.has(variant) ||
-        this.nextImages.has(variant);
-      this.memory.delete(variant);
-      this.nextImages.delete(variant);
-      this.failures.delete(variant);
-      this.prefetchRetryAt.delete(variant);
-      await this.disk.delete(variant);
-      if (held) {
-        removed.push(variant);
+    if (key !== null) {
+      return (await this.purgeVariant(key)) ? [key] : [];
+    }
+    this.failures.clear();
+    this.prefetchRetryAt.clear();
+    for (
+      let page = this.variants.page(undefined, PURGE_PAGE_SIZE);
+      page.length > 0;
+      page = this.variants.page(page[page.length - 1], PURGE_PAGE_SIZE)
+    ) {
+      for (const variant of page) {
+        if (await this.purgeVariant(variant)) {
+          removed.push(variant);
+        }
       }
     }
     return removed;
+  }
+
+  /** Removes one variant from this replica; whether anything was held. */
+  private async purgeVariant(key: string): Promise<boolean> {
+    const held =
+      this.memory.peek(key) !== undefined ||
+      this.disk.has(key) ||
+      this.nextImages.has(key);
+    this.memory.delete(key);
+    this.nextImages.delete(key);
+    this.failures.delete(key);
+    this.prefetchRetryAt.delete(key);
+    await this.disk.delete(key);
+    return held;
   }
 
   get ttlSeconds(): number {
     return this.cache.ttlSeconds;
   }
 
-  /**
-   * Every variant any tier holds, with what `GET /admin/entries` shows of it; with `shared`
-   * false, only those in this replica's memory and disk (no Redis SCAN).
-   */
-  async entries({ shared = true } = {}): Promise<CacheEntry[]> {
-    const found = new Map<
-      string,
-      { bytes: number; fetchedAt: number; tiers: TierName[] }
-    >();
-    const add = (
-      key: string,
-      bytes: number,
-      fetchedAt: number,
-      tier: TierName,
-    ) => {
-      const entry = found.get(key);
-      if (!entry || fetchedAt > entry.fetchedAt) {
-        found.set(key, {
-          bytes,
-          fetchedAt,
-          tiers: [...(entry?.tiers ?? []), tier],
-        });
-      } else {
-        entry.tiers.push(tier);
-      }
-    };
-    for (const image of this.memory.values()) {
-      add(image.key, image.body.length, image.fetchedAt, 'memory');
-    }
-    for (const stored of this.disk.entries()) {
-      add(stored.key, stored.bytes, Date.parse(stored.fetchedAt), 'disk');
-    }
-    let sharedEntries: SharedEntry[] = [];
-    try {
-      sharedEntries = shared ? await this.shared.entries() : [];
-    } catch (error) {
-      throw new ServiceUnavailableException(
-        `Listing the shared tier failed, its Redis did not answer: ${errorMessage(error)}`,
-      );
-    }
-    for (const stored of sharedEntries) {
-      add(stored.key, stored.bytes, stored.fetchedAt, 'shared');
-    }
-    return [...found]
-      .map(([key, { bytes, fetchedAt, tiers }]) => ({
-        key,
-        bytes,
-        fetchedAt: new Date(fetchedAt).toISOString(),
-        expiresAt: new Date(
-          fetchedAt + this.cache.ttlSeconds * 1000,
-        ).toISOString(),
-        stale: this.isStale(fetchedAt),
-        tiers,
-      }))
-      .sort((a, b) => a.key.localeCompare(b.key));
+  /** The prefetched image held here for `key`, without counting as a use. */
+  heldNext(key: string): CachedImage | undefined {
+    return this.nextImages.peek(key);
   }
 
   /** The cached image for `variant`, fresh or stale, without ever calling the upstream. */
@@ -581,6 +584,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     key: string,
     inMemory: CachedImage | undefined,
   ): Promise<Found | undefined> {
+    const mark = this.generations.mark();
     let newest: Found | undefined = inMemory
       ? { image: inMemory, tier: 'memory' }
       : undefined;
@@ -606,7 +610,10 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     if (current && current.fetchedAt >= newest.image.fetchedAt) {
       return { image: current, tier: 'memory' };
     }
-    this.keepLocally(newest.image, newest.tier);
+    // What a purge since removed is served to this request, and kept nowhere.
+    if (!this.generations.purgedSince(key, mark)) {
+      this.keepLocally(newest.image, newest.tier);
+    }
     return newest;
   }
 
@@ -639,7 +646,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     for (;;) {
       const lock = await this.shared.lock(key);
       if (lock === 'unavailable') {
-        return this.fetchHere(key, variant, requestId);
+        return this.fetchHere(key, variant, requestId, force);
       }
       if (lock !== 'held') {
         try {
@@ -650,7 +657,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
             : await this.settledByAnotherReplica(key);
           return stored
             ? { image: stored, byAnotherReplica: true }
-            : await this.fetchHere(key, variant, requestId);
+            : await this.fetchHere(key, variant, requestId, force);
         } finally {
           await this.shared.unlock(lock);
         }
@@ -677,9 +684,10 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     key: string,
     variant: ImageVariant,
     requestId: string | undefined,
+    replaces: boolean,
   ): Promise<Fetched> {
     return {
-      image: await this.fetchAndStore(key, variant, requestId),
+      image: await this.fetchAndStore(key, variant, requestId, replaces),
       byAnotherReplica: false,
     };
   }
@@ -792,15 +800,23 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     };
   }
 
-  private isStale(fetchedAt: number): boolean {
+  /** Whether an image fetched at `fetchedAt` has outlived the TTL. */
+  isStale(fetchedAt: number): boolean {
     return this.clock.now() >= fetchedAt + this.cache.ttlSeconds * 1000;
   }
 
+  /**
+   * Fetches an image of `variant` and stores it in every tier, unless the variant was purged
+   * (or refreshed) since the fetch started: the requests waiting for it get it all the same.
+   * With `replaces` (an admin refresh), the other replicas drop every copy they hold.
+   */
   private async fetchAndStore(
     key: string,
     variant: ImageVariant,
     requestId: string | undefined,
+    replaces: boolean,
   ): Promise<CachedImage> {
+    const mark = this.generations.mark();
     let fetched: UpstreamImage;
     try {
       fetched = await this.limiter.run(() =>
@@ -814,16 +830,27 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       // many requests were waiting for it.
       const httpError = toHttpException(error);
       // Recorded before the lock is released, so the replica that takes it next knows.
-      await this.recordFailure(key, httpError);
+      if (!this.generations.purgedSince(key, mark)) {
+        await this.recordFailure(key, httpError);
+      }
       throw httpError;
     }
     const image = this.imageOf(key, fetched, this.clock.now());
+    if (this.generations.purgedSince(key, mark)) {
+      return image;
+    }
+    if (replaces) {
+      this.memory.delete(key);
+    }
     this.memory.save(image);
     this.dropNextBefore(key, image.fetchedAt);
     this.failures.delete(key);
     // The image is good: a tier that does not take it logs its own failure (once per outage),
     // and the image is served from the tiers that did.
-    await Promise.all([this.disk.save(image), this.shared.save(image)]);
+    await Promise.all([
+      this.disk.save(image),
+      this.shared.save(image, { replaces }),
+    ]);
     return image;
   }
 
@@ -861,8 +888,10 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     this.logger.debug(
       `Not asking the upstream for ${key} again before ${new Date(retryAt).toISOString()}`,
     );
+    const forwardStatus = forwardStatusOf(error);
     await this.shared.recordFailure(key, {
       status: error.getStatus(),
+      ...(forwardStatus === error.getStatus() ? {} : { forwardStatus }),
       message: error.message,
       retryAfterMs,
     });

@@ -27,6 +27,7 @@ import {
 } from './cached-image';
 import type { CacheTier } from './cache-tier';
 import { Clock } from './clock';
+import { LocalVariants } from './local-variants';
 
 const METADATA_SUFFIX = '.meta.json';
 const BODY_SUFFIX = '.img';
@@ -135,6 +136,7 @@ export class DiskStore implements CacheTier, OnModuleInit {
   constructor(
     @Inject(cacheConfig.KEY) config: ConfigType<typeof cacheConfig>,
     private readonly clock: Clock,
+    variants: LocalVariants,
   ) {
     this.directory = config.directory;
     this.configuredMaxBytes = config.diskMaxBytes;
@@ -150,6 +152,13 @@ export class DiskStore implements CacheTier, OnModuleInit {
     this.index = new LRUCache<string, IndexEntry>({
       maxSize: config.diskMaxBytes,
       sizeCalculation: (entry) => entry.diskBytes,
+      // Every entry that leaves the index, however it leaves (never a replacement).
+      dispose: (_entry, key, reason) => {
+        if (reason !== 'set') {
+          variants.removed(key, 'disk');
+        }
+      },
+      onInsert: (_entry, key) => variants.added(key, 'disk'),
     });
   }
 
@@ -204,6 +213,23 @@ export class DiskStore implements CacheTier, OnModuleInit {
     return [...this.index.rvalues()].flatMap((entry) =>
       entry ? [entry.metadata] : [],
     );
+  }
+
+  /** The metadata of the entry of `key`, without counting as a use or reading the disk. */
+  metadataOf(key: string): StoredMetadata | undefined {
+    return this.index.peek(key)?.metadata;
+  }
+
+  /** The metadata of up to `limit` entries, the most recently used first, without counting as a use. */
+  recent(limit: number): StoredMetadata[] {
+    const found: StoredMetadata[] = [];
+    for (const entry of this.index.values()) {
+      if (found.length === limit) {
+        break;
+      }
+      found.push(entry.metadata);
+    }
+    return found;
   }
 
   /**

@@ -1,4 +1,5 @@
 import { createCachedImage, type CachedImage } from './cached-image';
+import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
 
 const KIB = 1024;
@@ -14,10 +15,14 @@ function imageOf(key: string, bytes: number): CachedImage {
   });
 }
 
-function tierOf(memoryMaxBytes: number): MemoryTier {
-  return new MemoryTier({ memoryMaxBytes } as ConstructorParameters<
-    typeof MemoryTier
-  >[0]);
+function tierOf(
+  memoryMaxBytes: number,
+  variants = new LocalVariants(),
+): MemoryTier {
+  return new MemoryTier(
+    { memoryMaxBytes } as ConstructorParameters<typeof MemoryTier>[0],
+    variants,
+  );
 }
 
 describe(MemoryTier.name, () => {
@@ -94,5 +99,35 @@ describe(MemoryTier.name, () => {
       'content-type': 'image/jpeg',
       'content-length': '10',
     });
+  });
+
+  it('tells LocalVariants of every entry it takes and every entry that leaves, evicted or deleted', () => {
+    const variants = new LocalVariants();
+    const tier = tierOf(2 * (100 * KIB + 2 * KIB), variants);
+
+    tier.save(imageOf('a', 100 * KIB));
+    tier.save(imageOf('b', 100 * KIB));
+    tier.save(imageOf('b', 100 * KIB));
+    const afterSaves = variants.page(undefined, 10);
+    tier.save(imageOf('c', 100 * KIB));
+    const afterEviction = variants.page(undefined, 10);
+    tier.delete('b');
+    tier.save(imageOf('huge', 300 * KIB));
+
+    expect(afterSaves).toEqual(['a', 'b']);
+    expect(afterEviction).toEqual(['b', 'c']);
+    expect(variants.page(undefined, 10)).toEqual(['c']);
+    expect(variants.count).toBe(1);
+  });
+
+  it('lists the most recently used images first, without counting that as a use', () => {
+    const tier = tierOf(10 * (100 * KIB + 2 * KIB));
+    for (const key of ['a', 'b', 'c']) {
+      tier.save(imageOf(key, 100 * KIB));
+    }
+    tier.load('a');
+
+    expect(tier.recent(2).map((image) => image.key)).toEqual(['a', 'c']);
+    expect(tier.recent(2).map((image) => image.key)).toEqual(['a', 'c']);
   });
 });

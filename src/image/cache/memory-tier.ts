@@ -4,6 +4,7 @@ import { LRUCache } from 'lru-cache';
 import { cacheConfig } from '../../config/cache.config';
 import type { CachedImage } from './cached-image';
 import type { CacheTier } from './cache-tier';
+import { LocalVariants } from './local-variants';
 
 /** What an entry costs beyond its body: the object, its strings and precomputed headers. */
 const ENTRY_OVERHEAD_BYTES = 1024;
@@ -20,14 +21,20 @@ export class MemoryTier implements CacheTier {
   private readonly entries?: LRUCache<string, CachedImage>;
   private evicted = 0;
 
-  constructor(@Inject(cacheConfig.KEY) config: ConfigType<typeof cacheConfig>) {
+  constructor(
+    @Inject(cacheConfig.KEY) config: ConfigType<typeof cacheConfig>,
+    private readonly variants: LocalVariants,
+  ) {
     if (config.memoryMaxBytes > 0) {
       this.entries = new LRUCache<string, CachedImage>({
         maxSize: config.memoryMaxBytes,
         sizeCalculation: (image) => MemoryTier.sizeOf(image),
-        dispose: (_image, _key, reason) => {
+        dispose: (_image, key, reason) => {
           if (reason === 'evict') {
             this.evicted += 1;
+          }
+          if (reason !== 'set') {
+            variants.removed(key, 'memory');
           }
         },
       });
@@ -45,7 +52,28 @@ export class MemoryTier implements CacheTier {
   /** Keeps `image`, unless it alone is larger than the whole budget. */
   save(image: CachedImage): boolean {
     this.entries?.set(image.key, image);
-    return this.entries?.has(image.key) ?? false;
+    const kept = this.entries?.has(image.key) ?? false;
+    if (kept) {
+      this.variants.added(image.key, 'memory');
+    }
+    return kept;
+  }
+
+  /** The entry of `key`, without counting as a use. */
+  peek(key: string): CachedImage | undefined {
+    return this.entries?.peek(key);
+  }
+
+  /** Up to `limit` images, the most recently used first, without counting as a use. */
+  recent(limit: number): CachedImage[] {
+    const images: CachedImage[] = [];
+    for (const image of this.entries?.values() ?? []) {
+      if (images.length === limit) {
+        break;
+      }
+      images.push(image);
+    }
+    return images;
   }
 
   /** Removes the entry of `key`; with `fetchedBefore`, only when it was fetched before that moment. */

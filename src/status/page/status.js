@@ -15,6 +15,8 @@
     return `${bytes} B`;
   }
 
+  const count = (n) => n.toLocaleString('en-US');
+
   function clockText(seconds) {
     const whole = Math.max(0, Math.ceil(seconds));
     const h = Math.floor(whole / 3600);
@@ -96,6 +98,11 @@
       return row;
     });
     byId('variants').replaceChildren(...rows);
+    const shown = report.variants.length;
+    byId('variants-count').textContent =
+      shown === report.variantCount
+        ? `${count(shown)} variant${shown === 1 ? '' : 's'}`
+        : `${count(shown)} of ${count(report.variantCount)}, the most recently used`;
     tick();
   }
 
