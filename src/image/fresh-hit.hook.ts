@@ -3,6 +3,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import { CacheMetrics } from '../metrics/cache-metrics';
+import { answeredRequestOf } from './cache/cache-outcome';
 import { fastifyInstanceOf } from '../server/fastify-instance';
 import { CacheService } from './cache/cache.service';
 import { type ImageVariant, variantKey } from './image-variant';
@@ -79,7 +80,7 @@ export class FreshHitHook implements OnModuleInit {
     if (hit === undefined) {
       return false;
     }
-    this.metrics.answered(hit);
+    this.metrics.answered(answeredRequestOf(hit.status, hit.outcome));
     reply.hijack();
     reply.raw.writeHead(
       200,

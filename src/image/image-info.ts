@@ -1,5 +1,4 @@
-import type { CachedImage } from './cache/cached-image';
-import type { Freshness } from './cache/cache.service';
+import type { CachedImage, Freshness } from './cache/cache-model';
 
 /** The body of `GET /image/info`. */
 export interface ImageInfo {

@@ -1,8 +1,7 @@
 import type { FastifyReply } from 'fastify';
 import { cacheStatusOf } from './cache/cache-outcome';
-import type { CacheLookup, CachedImage } from './cache/cached-image';
-import type { Freshness } from './cache/cache.service';
 import { ifNoneMatchMatches } from './conditional-request';
+import type { CacheLookup, CachedImage, Freshness } from './cache/cache-model';
 
 /**
  * Whatever an image body holds, a browser that opens it as a document runs nothing and loads

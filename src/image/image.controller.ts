@@ -11,7 +11,7 @@ import {
 } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { CacheMetrics } from '../metrics/cache-metrics';
-import { cacheStatusOfError } from './cache/cache-outcome';
+import { answeredRequestOf, cacheStatusOfError } from './cache/cache-outcome';
 import { CacheService } from './cache/cache.service';
 import { type ImageInfo, imageInfoOf } from './image-info';
 import { type ImageVariant, variantKey } from './image-variant';
@@ -52,7 +52,7 @@ export class ImageController {
       }
       throw error;
     }
-    this.metrics.answered(lookup);
+    this.metrics.answered(answeredRequestOf(lookup.status, lookup.outcome));
     return sendImage(
       reply,
       lookup,

@@ -6,6 +6,9 @@ import { DiskStore } from './cache/disk-store';
 import { FreshHitHook } from './fresh-hit.hook';
 import { ImageVariantPipe } from './image-variant.pipe';
 import { ImageController } from './image.controller';
+import { FreshnessPolicy } from './cache/freshness-policy';
+import { FailureMemory } from './cache/failure-memory';
+import { freshnessPolicyProvider } from './cache/freshness-policy.provider';
 import { LocalVariants } from './cache/local-variants';
 import { MemoryTier } from './cache/memory-tier';
 import { PicsumClient } from './upstream/picsum.client';
@@ -20,6 +23,8 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
     CacheService,
     CacheEntries,
     LocalVariants,
+    freshnessPolicyProvider,
+    FailureMemory,
     PicsumClient,
     UpstreamLimiter,
     MemoryTier,
@@ -35,6 +40,7 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
     CacheService,
     CacheEntries,
     LocalVariants,
+    FreshnessPolicy,
     Clock,
     DiskStore,
     ImageVariantPipe,

@@ -6,17 +6,30 @@ import {
   Histogram,
   Registry,
 } from 'prom-client';
-import type { CacheLookup } from '../image/cache/cached-image';
-import {
-  UPSTREAM_OUTCOMES,
-  type UpstreamOutcome,
-} from '../image/upstream/upstream-outcome';
+import { UPSTREAM_OUTCOMES, type UpstreamOutcome } from './upstream-outcomes';
 
 type CounterChild = ReturnType<Counter<string>['labels']>;
 type HistogramChild = ReturnType<Histogram<string>['labels']>;
 
 /** `result` of `image_cache_requests_total`: what an `/image` request was answered with. */
 export type RequestResult = 'hit' | 'miss' | 'stale' | 'error';
+
+/** `tier` of `image_cache_hits_total`. */
+export type HitTier = 'memory' | 'disk' | 'shared';
+
+/**
+ * What an `/image` request answered with an image (200 or 304) is counted as: labels, not the
+ * cache's own types, so this module never imports the domain it measures.
+ */
+export interface AnsweredRequest {
+  readonly result: Exclude<RequestResult, 'error'>;
+  /** The tier of a fresh hit (a prefetched image held in memory counts as a memory hit). */
+  readonly hitTier?: HitTier;
+  /** A miss that waited for a fetch another request, or another replica, started. */
+  readonly collapsed?: boolean;
+  /** An expired image served because the upstream failed. */
+  readonly staleOnError?: boolean;
+}
 
 /** `action` of `image_cache_admin_actions_total`. */
 export type AdminAction = 'refresh' | 'purge' | 'entries' | 'denied';
@@ -56,11 +69,6 @@ const MISNAMED_DEFAULT_METRICS = [
   'nodejs_active_resources_total',
 ];
 const RESULTS: readonly RequestResult[] = ['hit', 'miss', 'stale', 'error'];
-const RESULT_OF_STATUS = {
-  HIT: 'hit',
-  MISS: 'miss',
-  STALE: 'stale',
-} as const satisfies Record<CacheLookup['status'], RequestResult>;
 /** Upstream fetches take from milliseconds to `UPSTREAM_TIMEOUT_MS` (5 s by default). */
 const FETCH_BUCKETS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** Hits take well under a millisecond; misses as long as a fetch. */
@@ -78,7 +86,7 @@ const REQUEST_BUCKETS = [
 export class CacheMetrics {
   readonly registry = new Registry();
   private readonly requests: Record<RequestResult, CounterChild>;
-  private readonly hits: Record<'memory' | 'disk' | 'shared', CounterChild>;
+  private readonly hits: Record<HitTier, CounterChild>;
   private readonly collapsed: Counter;
   private readonly upstreamFetches: Record<UpstreamOutcome, CounterChild>;
   private readonly upstreamDuration: Record<UpstreamOutcome, HistogramChild>;
@@ -175,21 +183,20 @@ export class CacheMetrics {
     });
   }
 
-  /** Counts an `/image` lookup that was answered with an image (200 or 304). */
-  answered({ status, outcome }: CacheLookup): void {
-    const result = RESULT_OF_STATUS[status];
+  /** Counts an `/image` request that was answered with an image (200 or 304). */
+  answered({
+    result,
+    hitTier,
+    collapsed,
+    staleOnError,
+  }: AnsweredRequest): void {
     this.requests[result].inc();
     this.answeredCounts[result] += 1;
-    if (outcome.kind === 'hit' && status === 'HIT') {
-      this.hits[outcome.tier].inc();
-    } else if (outcome.kind === 'prefetched') {
-      this.hits.memory.inc(); // held in memory until it became current
-    } else if (outcome.kind === 'fetched' && outcome.collapsed) {
+    if (hitTier !== undefined) {
+      this.hits[hitTier].inc();
+    } else if (collapsed) {
       this.collapsed.inc();
-    } else if (
-      outcome.kind === 'stale-on-error' ||
-      outcome.kind === 'stale-while-failing'
-    ) {
+    } else if (staleOnError) {
       this.lastStaleOnError = Date.now();
     }
   }

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { CacheService } from '../image/cache/cache.service';
 import { Clock } from '../image/cache/clock';
 import { DiskStore } from '../image/cache/disk-store';
+import { FreshnessPolicy } from '../image/cache/freshness-policy';
 import { LocalVariants } from '../image/cache/local-variants';
 import { MemoryTier } from '../image/cache/memory-tier';
 import { SharedTier } from '../image/cache/shared/shared-tier';
@@ -33,6 +34,7 @@ export class StatusService {
     private readonly client: PicsumClient,
     private readonly metrics: CacheMetrics,
     private readonly variantPipe: ImageVariantPipe,
+    private readonly policy: FreshnessPolicy,
     private readonly clock: Clock,
   ) {}
 
@@ -46,7 +48,7 @@ export class StatusService {
     return {
       now: new Date(this.clock.now()).toISOString(),
       startedAt: this.startedAt,
-      ttlSeconds: this.cache.ttlSeconds,
+      ttlSeconds: this.policy.ttlSeconds,
       image: image ? imageInfoOf(image, this.cache.freshness(image)) : null,
       requests: {
         ...counts,
@@ -95,10 +97,8 @@ export class StatusService {
         listed.set(key, {
           key,
           bytes,
-          expiresAt: new Date(
-            fetchedAt + this.cache.ttlSeconds * 1000,
-          ).toISOString(),
-          stale: this.cache.isStale(fetchedAt),
+          expiresAt: new Date(this.policy.expiresAt(fetchedAt)).toISOString(),
+          stale: this.policy.isStale(fetchedAt, this.clock.now()),
         });
       }
     };

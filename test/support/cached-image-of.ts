@@ -1,8 +1,8 @@
 import {
-  type CachedImage,
   createCachedImage,
   sha256Hex,
 } from '../../src/image/cache/cached-image';
+import type { CachedImage } from '../../src/image/cache/cache-model';
 
 export const JPEG_START = Buffer.from([0xff, 0xd8, 0xff, 0xe0]);
 export const JPEG_END = Buffer.from([0xff, 0xd9]);

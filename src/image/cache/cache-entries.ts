@@ -6,12 +6,14 @@ import {
 import { z } from 'zod';
 import { errorMessage } from '../../common/error-message';
 import { CacheService } from './cache.service';
-import type { TierName } from './cache-tier';
+import { Clock } from './clock';
 import { DiskStore } from './disk-store';
+import { FreshnessPolicy } from './freshness-policy';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
 import { FIRST_SCAN_POSITION } from './shared/redis-connection';
 import { type SharedEntry, SharedTier } from './shared/shared-tier';
+import type { TierName } from './cache-model';
 
 export const DEFAULT_ENTRIES_LIMIT = 100;
 export const MAX_ENTRIES_LIMIT = 1000;
@@ -76,6 +78,8 @@ export class CacheEntries {
     private readonly disk: DiskStore,
     private readonly shared: SharedTier,
     private readonly variants: LocalVariants,
+    private readonly policy: FreshnessPolicy,
+    private readonly clock: Clock,
   ) {}
 
   async page(
@@ -175,15 +179,16 @@ export class CacheEntries {
     if (shared?.next) {
       next = add(next, shared.next.bytes, shared.next.fetchedAt, 'shared');
     }
-    const ttlMs = this.cache.ttlSeconds * 1000;
     return {
       key,
       ...(current
         ? {
             bytes: current.bytes,
             fetchedAt: new Date(current.fetchedAt).toISOString(),
-            expiresAt: new Date(current.fetchedAt + ttlMs).toISOString(),
-            stale: this.cache.isStale(current.fetchedAt),
+            expiresAt: new Date(
+              this.policy.expiresAt(current.fetchedAt),
+            ).toISOString(),
+            stale: this.policy.isStale(current.fetchedAt, this.clock.now()),
           }
         : {}),
       tiers: current?.tiers ?? [],

@@ -1,34 +1,8 @@
-import type { TierName } from './cache-tier';
+import type { AnsweredRequest } from '../../metrics/cache-metrics';
+import type { CacheOutcome, CacheStatus, TierName } from './cache-model';
 
 /** The name this cache gives itself in `Cache-Status` (RFC 9211). */
 export const CACHE_NAME = 'image-cache';
-
-/** What the cache did for one request, in the terms of RFC 9211's `Cache-Status`. */
-export type CacheOutcome =
-  /** A fresh image, from the tier that held it. */
-  | { readonly kind: 'hit'; readonly tier: TierName }
-  /**
-   * A new image, fetched because nothing was stored (`uri-miss`) or what was stored had
-   * expired (`stale`); `collapsed` when the request waited for a fetch another request, or
-   * another replica, started.
-   */
-  | {
-      readonly kind: 'fetched';
-      readonly forward: 'uri-miss' | 'stale';
-      readonly collapsed: boolean;
-    }
-  /**
-   * An expired image, served because the fetch this request made or waited for failed:
-   * `status` is what the upstream answered, or the status this service picked where none came
-   * back (502, 504 for a timeout).
-   */
-  | { readonly kind: 'stale-on-error'; readonly status: number }
-  /** An expired image, served without asking the upstream, which failed within the retry window. */
-  | { readonly kind: 'stale-while-failing' }
-  /** A prefetched image that became current at the expiry of the one before, without waiting for the upstream. */
-  | { readonly kind: 'prefetched' }
-  /** An expired image within the stale-while-revalidate window, served while a background fetch replaces it. */
-  | { readonly kind: 'revalidating' };
 
 /**
  * The `Cache-Status` field value for `outcome`, whose image has `ttlSeconds` of freshness
@@ -60,4 +34,38 @@ export function cacheStatusOf(
  */
 export function cacheStatusOfError(status: number): string {
   return `${CACHE_NAME}; fwd=uri-miss; fwd-status=${status}`;
+}
+
+/** The labels of a fresh hit, made once per tier: a hit in memory allocates nothing to be counted. */
+const HIT_LABELS: Readonly<Record<TierName, AnsweredRequest>> = {
+  memory: { result: 'hit', hitTier: 'memory' },
+  disk: { result: 'hit', hitTier: 'disk' },
+  shared: { result: 'hit', hitTier: 'shared' },
+};
+const RESULT_OF_STATUS = {
+  HIT: 'hit',
+  MISS: 'miss',
+  STALE: 'stale',
+} as const satisfies Record<CacheStatus, AnsweredRequest['result']>;
+
+/** What the metrics count a request answered with `outcome` (as `status`) as. */
+export function answeredRequestOf(
+  status: CacheStatus,
+  outcome: CacheOutcome,
+): AnsweredRequest {
+  switch (outcome.kind) {
+    case 'hit':
+      return status === 'HIT'
+        ? HIT_LABELS[outcome.tier]
+        : { result: RESULT_OF_STATUS[status] };
+    case 'prefetched':
+      return HIT_LABELS.memory; // held in memory until it became current
+    case 'fetched':
+      return { result: RESULT_OF_STATUS[status], collapsed: outcome.collapsed };
+    case 'stale-on-error':
+    case 'stale-while-failing':
+      return { result: RESULT_OF_STATUS[status], staleOnError: true };
+    case 'revalidating':
+      return { result: RESULT_OF_STATUS[status] };
+  }
 }

@@ -1,7 +1,4 @@
-import type { CachedImage } from './cached-image';
-
-/** The tiers in the order a lookup asks them. */
-export type TierName = 'memory' | 'disk' | 'shared';
+import type { CachedImage, TierName } from './cache-model';
 
 /**
  * One place the cache keeps images: memory, the local disk, or a store the replicas share.

@@ -17,6 +17,8 @@ import { CacheService } from './cache.service';
 import { Clock } from './clock';
 import { DiskStore } from './disk-store';
 import { CacheMetrics } from '../../metrics/cache-metrics';
+import { FailureMemory } from './failure-memory';
+import { freshnessPolicyProvider } from './freshness-policy.provider';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
 import { RedisConnection } from './shared/redis-connection';
@@ -50,6 +52,8 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
         CacheService,
         MemoryTier,
         LocalVariants,
+        freshnessPolicyProvider,
+        FailureMemory,
         CacheMetrics,
         UpstreamLimiter,
         SharedTier,

@@ -15,6 +15,8 @@ import { CacheService } from './cache.service';
 import { Clock } from './clock';
 import { DiskStore, type StoredMetadata } from './disk-store';
 import { CacheMetrics } from '../../metrics/cache-metrics';
+import { FailureMemory } from './failure-memory';
+import { freshnessPolicyProvider } from './freshness-policy.provider';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
 import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
@@ -81,6 +83,8 @@ async function compileService(setup: ServiceSetup): Promise<CacheService> {
       CacheService,
       MemoryTier,
       LocalVariants,
+      freshnessPolicyProvider,
+      FailureMemory,
       CacheMetrics,
       UpstreamLimiter,
       { provide: PicsumClient, useValue: { fetchImage: setup.fetchImage } },

@@ -17,16 +17,12 @@ import { errorMessage } from '../../common/error-message';
 import { cacheConfig } from '../../config/cache.config';
 import { sharedCacheConfig } from '../../config/shared-cache.config';
 import { upstreamConfig } from '../../config/upstream.config';
-import {
-  type CacheLookup,
-  type CachedImage,
-  createCachedImage,
-  sha256Hex,
-} from './cached-image';
+import { createCachedImage, sha256Hex } from './cached-image';
 import { Clock } from './clock';
-import type { CacheOutcome } from './cache-outcome';
-import type { CacheTier, TierName } from './cache-tier';
+import type { CacheTier } from './cache-tier';
 import { DiskStore, type StoredMetadata } from './disk-store';
+import { FailureMemory } from './failure-memory';
+import { FreshnessPolicy } from './freshness-policy';
 import { LocalVariants } from './local-variants';
 import { PurgeGenerations } from './purge-generations';
 import { type ImageVariant, variantKey } from '../image-variant';
@@ -36,10 +32,14 @@ import { SharedTier } from './shared/shared-tier';
 import { SingleFlight } from './single-flight';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
 import { UpstreamLimiter } from '../upstream/upstream-limiter';
-import {
-  forwardStatusOf,
-  RemoteUpstreamFailure,
-} from '../upstream/forward-status';
+import { forwardStatusOf } from '../upstream/forward-status';
+import type {
+  CacheLookup,
+  CacheOutcome,
+  CachedImage,
+  Freshness,
+  TierName,
+} from './cache-model';
 
 /** Failed fetches remembered at once, so that varying the variant cannot grow memory without bound. */
 const MAX_REMEMBERED_FAILURES = 10_000;
@@ -55,21 +55,6 @@ const NEXT_IMAGES_MAX_BYTES_WITHOUT_MEMORY = 64 * 2 ** 20;
 const MIN_LOG_INTERVAL_MS = 1000;
 /** Variants a purge of every variant removes between two looks at what is left. */
 const PURGE_PAGE_SIZE = 500;
-
-/** Freshness of an entry at one moment, in the units HTTP caching headers use. */
-export interface Freshness {
-  readonly stale: boolean;
-  readonly expiresAt: number;
-  readonly ageSeconds: number;
-  readonly ttlSeconds: number;
-  /** The RFC 5861 directives `Cache-Control` adds to max-age, e.g. `, stale-while-revalidate=30`. */
-  readonly staleDirectives: string;
-}
-
-interface UpstreamFailure {
-  readonly error: HttpException;
-  readonly retryAt: number;
-}
 
 /** An image a tier held, and which tier. */
 interface Found {
@@ -101,7 +86,6 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(CacheService.name);
   private readonly loads = new SingleFlight<CachedImage | undefined>();
   private readonly fetches = new SingleFlight<Fetched>();
-  private readonly failures: LRUCache<string, UpstreamFailure>;
   /** Runs at most one prefetch per variant; a request at expiry waits for one still running. */
   private readonly prefetches = new SingleFlight<void>();
   /**
@@ -115,7 +99,6 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   private readonly prefetchFailureLoggedAt: LRUCache<string, number>;
   /** Makes a purge or refresh win over the fetches and prefetches running when it comes. */
   private readonly generations = new PurgeGenerations();
-  private readonly staleDirectives: string;
   /** The tiers below memory, in the order they are asked. */
   private readonly lowerTiers: readonly CacheTier[];
   /** The tiers other replicas write too. */
@@ -130,6 +113,8 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     private readonly shared: SharedTier,
     private readonly clock: Clock,
     private readonly variants: LocalVariants,
+    private readonly policy: FreshnessPolicy,
+    private readonly failures: FailureMemory,
     @Inject(cacheConfig.KEY)
     private readonly cache: ConfigType<typeof cacheConfig>,
     @Inject(upstreamConfig.KEY)
@@ -137,7 +122,6 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     @Inject(sharedCacheConfig.KEY)
     private readonly sharedCache: ConfigType<typeof sharedCacheConfig>,
   ) {
-    this.failures = new LRUCache({ max: MAX_REMEMBERED_FAILURES });
     this.prefetchRetryAt = new LRUCache({ max: MAX_REMEMBERED_FAILURES });
     this.prefetchFailureLoggedAt = new LRUCache({
       max: MAX_REMEMBERED_FAILURES,
@@ -152,14 +136,6 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         }
       },
     });
-    this.staleDirectives = [
-      cache.staleWhileRevalidateSeconds > 0
-        ? `, stale-while-revalidate=${cache.staleWhileRevalidateSeconds}`
-        : '',
-      cache.staleIfErrorSeconds
-        ? `, stale-if-error=${cache.staleIfErrorSeconds}`
-        : '',
-    ].join('');
     this.lowerTiers = shared.enabled ? [disk, shared] : [disk];
     this.tiersWrittenElsewhere = shared.enabled ? [shared] : [];
   }
@@ -181,7 +157,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         }
         this.memory.delete(notice.key, olderThan);
         void this.disk.delete(notice.key, olderThan);
-        this.failures.delete(notice.key);
+        this.failures.forget(notice.key);
         // A next image held here was for the image that is now replaced: its successor is
         // prefetched again, or fetched at expiry.
         this.nextImages.delete(notice.key);
@@ -189,10 +165,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         void this.purgeLocally(notice.key);
       } else {
         // Another replica's fetch failed: asking the upstream again now would fail the same way.
-        this.failures.set(notice.key, {
-          error: new RemoteUpstreamFailure(notice),
-          retryAt: this.clock.now() + notice.retryAfterMs,
-        });
+        this.failures.rememberRemote(notice);
       }
     });
   }
@@ -216,7 +189,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       return hit;
     }
     const inMemory = this.memory.load(key);
-    const failure = this.recentFailure(key);
+    const failure = this.failures.recent(key);
     // While the upstream fails for this variant, an expired image in memory is served as it
     // is: no tier below holds a newer one, unless another replica stored it, and its notice
     // removed this copy and the failure.
@@ -238,11 +211,14 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       return next;
     }
     if (failure) {
-      return this.serveStaleOr(cached, failure.error, {
+      return this.serveStaleOr(cached, failure, {
         kind: 'stale-while-failing',
       });
     }
-    if (cached && this.isWithinRevalidateWindow(cached)) {
+    if (
+      cached &&
+      this.policy.isWithinRevalidateWindow(cached.fetchedAt, this.clock.now())
+    ) {
       this.revalidate(key, variant, requestId);
       return {
         image: cached,
@@ -297,14 +273,12 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     variant: ImageVariant,
     current: CachedImage,
   ): void {
-    const prefetchMs = this.cache.prefetchSeconds * 1000;
-    if (prefetchMs === 0) {
+    const now = this.clock.now();
+    if (!this.policy.isPrefetchDue(current.fetchedAt, now)) {
       return;
     }
-    const now = this.clock.now();
-    const expiresAt = current.fetchedAt + this.cache.ttlSeconds * 1000;
+    const expiresAt = this.policy.expiresAt(current.fetchedAt);
     if (
-      now < expiresAt - prefetchMs ||
       this.prefetches.isRunning(key) ||
       this.fetches.isRunning(key) ||
       (this.nextImages.peek(key)?.fetchedAt ?? 0) >= expiresAt ||
@@ -390,7 +364,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     key: string,
     cached: CachedImage | undefined,
   ): Promise<CacheLookup | undefined> {
-    if (this.cache.prefetchSeconds === 0) {
+    if (!this.policy.prefetches) {
       return undefined;
     }
     await this.prefetches.settled(key);
@@ -404,7 +378,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     if (this.isDueNext(held, after)) {
       this.nextImages.delete(key);
       this.memory.save(held);
-      this.failures.delete(key);
+      this.failures.forget(key);
       void this.disk.save(held);
       void this.shared.save(held);
       return { image: held, status: 'HIT', outcome: { kind: 'prefetched' } };
@@ -419,7 +393,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       return undefined;
     }
     this.keepLocally(shared, 'shared');
-    this.failures.delete(key);
+    this.failures.forget(key);
     return { image: shared, status: 'HIT', outcome: { kind: 'prefetched' } };
   }
 
@@ -459,12 +433,6 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     this.fetches
       .run(key, () => this.fetchOnce(key, variant, requestId))
       .catch(() => undefined); // logged by the client, remembered as a failure for the retry window
-  }
-
-  private isWithinRevalidateWindow(image: CachedImage): boolean {
-    const windowMs = this.cache.staleWhileRevalidateSeconds * 1000;
-    const expiresAt = image.fetchedAt + this.cache.ttlSeconds * 1000;
-    return windowMs > 0 && this.clock.now() < expiresAt + windowMs;
   }
 
   /**
@@ -526,7 +494,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     if (key !== null) {
       return (await this.purgeVariant(key)) ? [key] : [];
     }
-    this.failures.clear();
+    this.failures.forgetAll();
     this.prefetchRetryAt.clear();
     for (
       let page = this.variants.page(undefined, PURGE_PAGE_SIZE);
@@ -550,14 +518,14 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       this.nextImages.has(key);
     this.memory.delete(key);
     this.nextImages.delete(key);
-    this.failures.delete(key);
+    this.failures.forget(key);
     this.prefetchRetryAt.delete(key);
     await this.disk.delete(key);
     return held;
   }
 
   get ttlSeconds(): number {
-    return this.cache.ttlSeconds;
+    return this.policy.ttlSeconds;
   }
 
   /** The prefetched image held here for `key`, without counting as a use. */
@@ -663,9 +631,9 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         }
       }
       if (await this.shared.waitForNotice(key, LOCK_POLL_MS)) {
-        const failure = this.recentFailure(key);
+        const failure = this.failures.recent(key);
         if (failure) {
-          throw failure.error; // the holder's fetch failed
+          throw failure; // the holder's fetch failed
         }
         const stored = await this.freshFromShared(key);
         if (stored) {
@@ -699,7 +667,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       return undefined;
     }
     this.keepLocally(image, 'shared');
-    this.failures.delete(key);
+    this.failures.forget(key);
     return image;
   }
 
@@ -719,25 +687,19 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       }
     }
     // A prefetch that held the lock until now left the image that is current from expiry.
-    const next =
-      this.cache.prefetchSeconds > 0
-        ? await this.shared.loadNext(key)
-        : undefined;
+    const next = this.policy.prefetches
+      ? await this.shared.loadNext(key)
+      : undefined;
     if (this.isDueNext(next, fetchedAt)) {
       this.keepLocally(next, 'shared');
-      this.failures.delete(key);
+      this.failures.forget(key);
       return next;
     }
-    const failure = await this.shared.loadFailure(key);
-    if (!failure) {
-      return undefined;
+    const failure = await this.failures.loadRemote(key);
+    if (failure) {
+      throw failure;
     }
-    const error = new HttpException(failure.message, failure.status);
-    this.failures.set(key, {
-      error,
-      retryAt: this.clock.now() + failure.retryAfterMs,
-    });
-    throw error;
+    return undefined;
   }
 
   /**
@@ -761,16 +723,12 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
    * while the upstream fails, so it is kept until the byte budgets evict it.
    */
   async removeExpired(): Promise<number> {
-    const staleIfErrorSeconds = this.cache.staleIfErrorSeconds;
-    if (staleIfErrorSeconds === undefined) {
+    if (!this.policy.boundsStaleServing) {
       return 0;
     }
     const now = this.clock.now();
-    const lifetimeMs =
-      (this.cache.ttlSeconds +
-        Math.max(staleIfErrorSeconds, this.cache.staleWhileRevalidateSeconds)) *
-      1000;
-    const isExpired = (fetchedAt: number) => now >= fetchedAt + lifetimeMs;
+    const isExpired = (fetchedAt: number) =>
+      now >= (this.policy.unservableFrom(fetchedAt) ?? Infinity);
     this.memory.removeWhere((image) => isExpired(image.fetchedAt));
     try {
       const removed = await this.disk.removeWhere((metadata: StoredMetadata) =>
@@ -788,21 +746,13 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     }
   }
 
+  /** The freshness of `image` now, as HTTP caching headers need it. */
   freshness(image: CachedImage): Freshness {
-    const now = this.clock.now();
-    const expiresAt = image.fetchedAt + this.cache.ttlSeconds * 1000;
-    return {
-      stale: this.isStale(image.fetchedAt),
-      expiresAt,
-      ageSeconds: Math.max(0, Math.floor((now - image.fetchedAt) / 1000)),
-      ttlSeconds: this.cache.ttlSeconds,
-      staleDirectives: this.staleDirectives,
-    };
+    return this.policy.freshness(image.fetchedAt, this.clock.now());
   }
 
-  /** Whether an image fetched at `fetchedAt` has outlived the TTL. */
-  isStale(fetchedAt: number): boolean {
-    return this.clock.now() >= fetchedAt + this.cache.ttlSeconds * 1000;
+  private isStale(fetchedAt: number): boolean {
+    return this.policy.isStale(fetchedAt, this.clock.now());
   }
 
   /**
@@ -831,7 +781,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       const httpError = toHttpException(error);
       // Recorded before the lock is released, so the replica that takes it next knows.
       if (!this.generations.purgedSince(key, mark)) {
-        await this.recordFailure(key, httpError);
+        await this.failures.record(key, httpError);
       }
       throw httpError;
     }
@@ -844,7 +794,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     }
     this.memory.save(image);
     this.dropNextBefore(key, image.fetchedAt);
-    this.failures.delete(key);
+    this.failures.forget(key);
     // The image is good: a tier that does not take it logs its own failure (once per outage),
     // and the image is served from the tiers that did.
     await Promise.all([
@@ -871,49 +821,18 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     });
   }
 
-  /** The failure remembered for `key` while the upstream is not to be asked again. */
-  private recentFailure(key: string): UpstreamFailure | undefined {
-    const failure = this.failures.get(key);
-    return failure && this.clock.now() < failure.retryAt ? failure : undefined;
-  }
-
-  private async recordFailure(
-    key: string,
-    error: HttpException,
-  ): Promise<void> {
-    const retryAfterMs = this.upstream.retryAfterSeconds * 1000;
-    const retryAt = this.clock.now() + retryAfterMs;
-    this.failures.set(key, { error, retryAt });
-    // The fetch itself was logged by the client, on one line.
-    this.logger.debug(
-      `Not asking the upstream for ${key} again before ${new Date(retryAt).toISOString()}`,
-    );
-    const forwardStatus = forwardStatusOf(error);
-    await this.shared.recordFailure(key, {
-      status: error.getStatus(),
-      ...(forwardStatus === error.getStatus() ? {} : { forwardStatus }),
-      message: error.message,
-      retryAfterMs,
-    });
-  }
-
   private serveStaleOr(
     cached: CachedImage | undefined,
     error: HttpException,
     outcome: CacheOutcome,
   ): CacheLookup {
-    if (cached && this.isWithinStaleWindow(cached)) {
+    if (
+      cached &&
+      this.policy.isWithinStaleIfError(cached.fetchedAt, this.clock.now())
+    ) {
       return { image: cached, status: 'STALE', outcome };
     }
     throw error;
-  }
-
-  private isWithinStaleWindow(image: CachedImage): boolean {
-    if (this.cache.staleIfErrorSeconds === undefined) {
-      return true;
-    }
-    const { expiresAt } = this.freshness(image);
-    return this.clock.now() < expiresAt + this.cache.staleIfErrorSeconds * 1000;
   }
 }
 

@@ -9,8 +9,9 @@ import {
   type Tmpfs,
   tmpfsUnavailable,
 } from '../../../test/support/tmpfs';
-import { type CachedImage, createCachedImage, sha256Hex } from './cached-image';
+import { createCachedImage, sha256Hex } from './cached-image';
 import { DiskStore } from './disk-store';
+import type { CachedImage } from './cache-model';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;

@@ -20,14 +20,11 @@ import { z } from 'zod';
 import { errorMessage } from '../../common/error-message';
 import { OutageLog } from '../../common/outage-log';
 import { cacheConfig } from '../../config/cache.config';
-import {
-  type CachedImage,
-  restoreCachedImage,
-  sha256Hex,
-} from './cached-image';
+import { restoreCachedImage, sha256Hex } from './cached-image';
 import type { CacheTier } from './cache-tier';
 import { Clock } from './clock';
 import { LocalVariants } from './local-variants';
+import type { CachedImage } from './cache-model';
 
 const METADATA_SUFFIX = '.meta.json';
 const BODY_SUFFIX = '.img';

@@ -1,6 +1,7 @@
-import { createCachedImage, type CachedImage } from './cached-image';
+import { createCachedImage } from './cached-image';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
+import type { CachedImage } from './cache-model';
 
 const KIB = 1024;
 

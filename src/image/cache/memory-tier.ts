@@ -2,9 +2,9 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { LRUCache } from 'lru-cache';
 import { cacheConfig } from '../../config/cache.config';
-import type { CachedImage } from './cached-image';
 import type { CacheTier } from './cache-tier';
 import { LocalVariants } from './local-variants';
+import type { CachedImage } from './cache-model';
 
 /** What an entry costs beyond its body: the object, its strings and precomputed headers. */
 const ENTRY_OVERHEAD_BYTES = 1024;
@@ -82,16 +82,6 @@ export class MemoryTier implements CacheTier {
     if (entry && entry.fetchedAt < fetchedBefore) {
       this.entries?.delete(key);
     }
-  }
-
-  /** The keys held, without counting as a use. */
-  keys(): string[] {
-    return [...(this.entries?.keys() ?? [])];
-  }
-
-  /** The images held, without counting as a use. */
-  values(): CachedImage[] {
-    return [...(this.entries?.values() ?? [])];
   }
 
   /** Bytes held, as the budget counts them. */

@@ -12,6 +12,7 @@ import {
 } from './image-signature';
 import { type ImageVariant, variantKey } from '../image-variant';
 import { CacheMetrics } from '../../metrics/cache-metrics';
+import { isValidPicsumId } from './picsum-id';
 import { upstreamOutcomeOf } from './upstream-outcome';
 import { UpstreamFetchException } from './upstream-fetch.exception';
 import { UpstreamTimeoutException } from './upstream-timeout.exception';
@@ -19,12 +20,6 @@ import { UpstreamTimeoutException } from './upstream-timeout.exception';
 const MAX_REDIRECTS = 5;
 /** What of an upstream's text error reply is quoted in the error: enough for Picsum's `Invalid size`. */
 const MAX_QUOTED_ERROR_CHARS = 200;
-/** Picsum ids are short numbers; anything else is not passed on to clients. */
-const PICSUM_ID = /^[A-Za-z0-9_-]{1,32}$/;
-
-export function isValidPicsumId(id: string): boolean {
-  return PICSUM_ID.test(id);
-}
 
 /** An image as the upstream sent it, already checked to be a complete image. */
 /** The upstream as the last fetches found it: `failingSince` (epoch ms) is null while the last one worked. */

@@ -1,14 +1,8 @@
-/** What became of one upstream fetch, as `image_cache_upstream_fetches_total` counts it. */
-export const UPSTREAM_OUTCOMES = [
-  'success',
-  'timeout',
-  'http_error',
-  'invalid',
-  'too_large',
-  'network_error',
-  'redirect_refused',
-] as const;
-export type UpstreamOutcome = (typeof UPSTREAM_OUTCOMES)[number];
+import {
+  UPSTREAM_OUTCOMES,
+  type UpstreamOutcome,
+} from '../../metrics/upstream-outcomes';
+
 export type UpstreamFailureOutcome = Exclude<UpstreamOutcome, 'success'>;
 
 /** The outcome an error thrown by a fetch stands for: its own when it carries one. */

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isPrintableText, printableText } from '../../../common/printable-text';
-import { type CachedImage, restoreCachedImage } from '../cached-image';
+import { restoreCachedImage } from '../cached-image';
+import type { CachedImage } from '../cache-model';
 
 /** How far ahead of this replica's clock another replica's may be: a `fetchedAt` past it is refused. */
 export const MAX_CLOCK_SKEW_MS = 60_000;

@@ -13,14 +13,11 @@ import {
 import { CacheMetrics } from '../../../metrics/cache-metrics';
 import { createClient } from 'redis';
 import { OUTAGE_RECOVERY_MS } from '../../../common/outage-log';
-import {
-  type CachedImage,
-  createCachedImage,
-  sha256Hex,
-} from '../cached-image';
+import { createCachedImage, sha256Hex } from '../cached-image';
 import { RedisConnection } from './redis-connection';
 import { SharedCodec } from './shared-codec';
 import { type Notice, type SharedLock, SharedTier } from './shared-tier';
+import type { CachedImage } from '../cache-model';
 
 const COMMAND_TIMEOUT_MS = 300;
 const LOCK_TTL_MS = 400;

@@ -10,7 +10,6 @@ import { sharedCacheConfig } from '../../../config/shared-cache.config';
 import { upstreamConfig } from '../../../config/upstream.config';
 import { CacheMetrics } from '../../../metrics/cache-metrics';
 import type { CacheTier } from '../cache-tier';
-import type { CachedImage } from '../cached-image';
 import { Clock } from '../clock';
 import {
   FIRST_SCAN_POSITION,
@@ -27,6 +26,7 @@ import {
   type StoredNotice,
 } from './shared-codec';
 import { SharedRejections } from './shared-rejections';
+import type { CachedImage } from '../cache-model';
 
 export type {
   FailedNotice,
