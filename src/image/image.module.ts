@@ -8,6 +8,8 @@ import { ImageVariantPipe } from './image-variant.pipe';
 import { ImageController } from './image.controller';
 import { FreshnessPolicy } from './cache/freshness-policy';
 import { FailureMemory } from './cache/failure-memory';
+import { PurgeGenerations } from './cache/purge-generations';
+import { TierChain } from './cache/tier-chain';
 import { freshnessPolicyProvider } from './cache/freshness-policy.provider';
 import { LocalVariants } from './cache/local-variants';
 import { MemoryTier } from './cache/memory-tier';
@@ -25,6 +27,8 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
     LocalVariants,
     freshnessPolicyProvider,
     FailureMemory,
+ TierChain,
+ PurgeGenerations,
     PicsumClient,
     UpstreamLimiter,
     MemoryTier,

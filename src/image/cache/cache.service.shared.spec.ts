@@ -18,6 +18,8 @@ import { Clock } from './clock';
 import { DiskStore } from './disk-store';
 import { CacheMetrics } from '../../metrics/cache-metrics';
 import { FailureMemory } from './failure-memory';
+import { PurgeGenerations } from './purge-generations';
+import { TierChain } from './tier-chain';
 import { freshnessPolicyProvider } from './freshness-policy.provider';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
@@ -54,6 +56,8 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
         LocalVariants,
         freshnessPolicyProvider,
         FailureMemory,
+   TierChain,
+   PurgeGenerations,
         CacheMetrics,
         UpstreamLimiter,
         SharedTier,

@@ -16,6 +16,8 @@ import { Clock } from './clock';
 import { DiskStore, type StoredMetadata } from './disk-store';
 import { CacheMetrics } from '../../metrics/cache-metrics';
 import { FailureMemory } from './failure-memory';
+import { PurgeGenerations } from './purge-generations';
+import { TierChain } from './tier-chain';
 import { freshnessPolicyProvider } from './freshness-policy.provider';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
@@ -85,6 +87,8 @@ async function compileService(setup: ServiceSetup): Promise<CacheService> {
       LocalVariants,
       freshnessPolicyProvider,
       FailureMemory,
+ TierChain,
+ PurgeGenerations,
       CacheMetrics,
       UpstreamLimiter,
       { provide: PicsumClient, useValue: { fetchImage: setup.fetchImage } },

@@ -19,7 +19,6 @@ import { sharedCacheConfig } from '../../config/shared-cache.config';
 import { upstreamConfig } from '../../config/upstream.config';
 import { createCachedImage, sha256Hex } from './cached-image';
 import { Clock } from './clock';
-import type { CacheTier } from './cache-tier';
 import { DiskStore, type StoredMetadata } from './disk-store';
 import { FailureMemory } from './failure-memory';
 import { FreshnessPolicy } from './freshness-policy';
@@ -30,6 +29,7 @@ import { MemoryTier } from './memory-tier';
 import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
 import { SharedTier } from './shared/shared-tier';
 import { SingleFlight } from './single-flight';
+import { TierChain } from './tier-chain';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
 import { UpstreamLimiter } from '../upstream/upstream-limiter';
 import { forwardStatusOf } from '../upstream/forward-status';
@@ -38,7 +38,6 @@ import type {
   CacheOutcome,
   CachedImage,
   Freshness,
-  TierName,
 } from './cache-model';
 
 /** Failed fetches remembered at once, so that varying the variant cannot grow memory without bound. */
@@ -55,12 +54,6 @@ const NEXT_IMAGES_MAX_BYTES_WITHOUT_MEMORY = 64 * 2 ** 20;
 const MIN_LOG_INTERVAL_MS = 1000;
 /** Variants a purge of every variant removes between two looks at what is left. */
 const PURGE_PAGE_SIZE = 500;
-
-/** An image a tier held, and which tier. */
-interface Found {
-  readonly image: CachedImage;
-  readonly tier: TierName;
-}
 
 /** A new image, and whether another replica fetched it while this one waited. */
 interface Fetched {
@@ -97,12 +90,6 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   private readonly prefetchRetryAt: LRUCache<string, number>;
   /** When a variant's failed prefetch was last logged: one line per variant and retry window. */
   private readonly prefetchFailureLoggedAt: LRUCache<string, number>;
-  /** Makes a purge or refresh win over the fetches and prefetches running when it comes. */
-  private readonly generations = new PurgeGenerations();
-  /** The tiers below memory, in the order they are asked. */
-  private readonly lowerTiers: readonly CacheTier[];
-  /** The tiers other replicas write too. */
-  private readonly tiersWrittenElsewhere: readonly CacheTier[];
   private cleanupTimer?: NodeJS.Timeout;
 
   constructor(
@@ -115,6 +102,9 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     private readonly variants: LocalVariants,
     private readonly policy: FreshnessPolicy,
     private readonly failures: FailureMemory,
+    private readonly tiers: TierChain,
+    /** Makes a purge or refresh win over the fetches and prefetches running when it comes. */
+    private readonly generations: PurgeGenerations,
     @Inject(cacheConfig.KEY)
     private readonly cache: ConfigType<typeof cacheConfig>,
     @Inject(upstreamConfig.KEY)
@@ -136,8 +126,6 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         }
       },
     });
-    this.lowerTiers = shared.enabled ? [disk, shared] : [disk];
-    this.tiersWrittenElsewhere = shared.enabled ? [shared] : [];
   }
 
   onModuleInit(): void {
@@ -151,12 +139,13 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         // Another replica stored a newer image: the local copy must not be served any more.
         // After an admin refresh (`replaces`), no copy is, whatever its fetch time says, and
         // a fetch running here stores nothing.
-        const olderThan = notice.replaces ? Infinity : notice.fetchedAt;
         if (notice.replaces) {
           this.generations.purged(notice.key);
         }
-        this.memory.delete(notice.key, olderThan);
-        void this.disk.delete(notice.key, olderThan);
+        this.tiers.dropLocal(
+          notice.key,
+          notice.replaces ? Infinity : notice.fetchedAt,
+        );
         this.failures.forget(notice.key);
         // A next image held here was for the image that is now replaced: its successor is
         // prefetched again, or fetched at expiry.
@@ -196,7 +185,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     const found =
       failure && inMemory
         ? { image: inMemory, tier: 'memory' as const }
-        : await this.lookBelowMemory(key, inMemory);
+        : await this.tiers.findBelowMemory(key, inMemory);
     const cached = found?.image;
     if (found && !this.freshness(found.image).stale) {
       this.prefetchIfDue(key, variant, found.image);
@@ -377,10 +366,8 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     const held = this.nextImages.get(key);
     if (this.isDueNext(held, after)) {
       this.nextImages.delete(key);
-      this.memory.save(held);
+      void this.tiers.store(held);
       this.failures.forget(key);
-      void this.disk.save(held);
-      void this.shared.save(held);
       return { image: held, status: 'HIT', outcome: { kind: 'prefetched' } };
     }
     if (!this.shared.enabled) {
@@ -392,7 +379,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     if (!this.isDueNext(shared, after)) {
       return undefined;
     }
-    this.keepLocally(shared, 'shared');
+    this.tiers.keepLocally(shared, 'shared');
     this.failures.forget(key);
     return { image: shared, status: 'HIT', outcome: { kind: 'prefetched' } };
   }
@@ -540,60 +527,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     if (inMemory && !this.freshness(inMemory).stale) {
       return inMemory;
     }
-    return (await this.lookBelowMemory(key, inMemory))?.image;
-  }
-
-  /**
-   * Asks the disk, then the shared tier, until one holds a fresh image; else returns the
-   * newest stale one any tier held (`inMemory` included). What was found below memory is
-   * copied into the tiers above it. Each tier is read once for any number of callers.
-   */
-  private async lookBelowMemory(
-    key: string,
-    inMemory: CachedImage | undefined,
-  ): Promise<Found | undefined> {
-    const mark = this.generations.mark();
-    let newest: Found | undefined = inMemory
-      ? { image: inMemory, tier: 'memory' }
-      : undefined;
-    // Every image goes to memory first, so the disk never holds a newer one than memory: past
-    // a memory entry, only the shared tier, which other replicas write, can have news.
-    const tiers = inMemory ? this.tiersWrittenElsewhere : this.lowerTiers;
-    for (const tier of tiers) {
-      const image = await this.loads.run(`${tier.name}:${key}`, async () =>
-        tier.load(key),
-      );
-      if (image && (!newest || image.fetchedAt > newest.image.fetchedAt)) {
-        newest = { image, tier: tier.name };
-      }
-      if (newest && !this.freshness(newest.image).stale) {
-        break;
-      }
-    }
-    if (!newest || newest.tier === 'memory') {
-      return newest;
-    }
-    // A fetch that finished while the tiers were read is newer than what they had.
-    const current = this.memory.load(key);
-    if (current && current.fetchedAt >= newest.image.fetchedAt) {
-      return { image: current, tier: 'memory' };
-    }
-    // What a purge since removed is served to this request, and kept nowhere.
-    if (!this.generations.purgedSince(key, mark)) {
-      this.keepLocally(newest.image, newest.tier);
-    }
-    return newest;
-  }
-
-  /**
-   * Copies an image a lower tier held into the tiers above it. A shared image is served at
-   * once; its disk copy is for the next restart and is not waited for.
-   */
-  private keepLocally(image: CachedImage, from: TierName): void {
-    this.memory.save(image);
-    if (from === 'shared') {
-      void this.disk.save(image);
-    }
+    return (await this.tiers.findBelowMemory(key, inMemory))?.image;
   }
 
   /**
@@ -660,14 +594,12 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     };
   }
 
-  /** The shared tier's image for `key` if it is fresh, copied into the local tiers. */
+  /** The shared tier's fresh image for `key`, copied into the local tiers; its failure is forgotten. */
   private async freshFromShared(key: string): Promise<CachedImage | undefined> {
-    const image = await this.shared.load(key);
-    if (!image || this.freshness(image).stale) {
-      return undefined;
+    const image = await this.tiers.freshFromShared(key);
+    if (image) {
+      this.failures.forget(key);
     }
-    this.keepLocally(image, 'shared');
-    this.failures.forget(key);
     return image;
   }
 
@@ -691,7 +623,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       ? await this.shared.loadNext(key)
       : undefined;
     if (this.isDueNext(next, fetchedAt)) {
-      this.keepLocally(next, 'shared');
+      this.tiers.keepLocally(next, 'shared');
       this.failures.forget(key);
       return next;
     }
@@ -789,18 +721,10 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     if (this.generations.purgedSince(key, mark)) {
       return image;
     }
-    if (replaces) {
-      this.memory.delete(key);
-    }
-    this.memory.save(image);
+    const stored = this.tiers.store(image, { replaces });
     this.dropNextBefore(key, image.fetchedAt);
     this.failures.forget(key);
-    // The image is good: a tier that does not take it logs its own failure (once per outage),
-    // and the image is served from the tiers that did.
-    await Promise.all([
-      this.disk.save(image),
-      this.shared.save(image, { replaces }),
-    ]);
+    await stored;
     return image;
   }
 

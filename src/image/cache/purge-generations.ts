@@ -1,3 +1,4 @@
+import { Injectable } from '@nestjs/common';
 import { LRUCache } from 'lru-cache';
 
 /**
@@ -14,6 +15,7 @@ const MAX_REMEMBERED_PURGES = 10_000;
  * Marks are numbers of a sequence that every purge moves on, here and, through the purge
  * notices, on every replica.
  */
+@Injectable()
 export class PurgeGenerations {
   private sequence = 0;
   private everythingPurgedAt = 0;
