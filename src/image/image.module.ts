@@ -9,6 +9,7 @@ import { ImageController } from './image.controller';
 import { FreshnessPolicy } from './cache/freshness-policy';
 import { FailureMemory } from './cache/failure-memory';
 import { PurgeGenerations } from './cache/purge-generations';
+import { Prefetcher } from './cache/prefetcher';
 import { TierChain } from './cache/tier-chain';
 import { freshnessPolicyProvider } from './cache/freshness-policy.provider';
 import { LocalVariants } from './cache/local-variants';
@@ -27,8 +28,9 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
     LocalVariants,
     freshnessPolicyProvider,
     FailureMemory,
- TierChain,
- PurgeGenerations,
+    TierChain,
+    Prefetcher,
+    PurgeGenerations,
     PicsumClient,
     UpstreamLimiter,
     MemoryTier,

@@ -19,6 +19,7 @@ import { DiskStore } from './disk-store';
 import { CacheMetrics } from '../../metrics/cache-metrics';
 import { FailureMemory } from './failure-memory';
 import { PurgeGenerations } from './purge-generations';
+import { Prefetcher } from './prefetcher';
 import { TierChain } from './tier-chain';
 import { freshnessPolicyProvider } from './freshness-policy.provider';
 import { LocalVariants } from './local-variants';
@@ -56,8 +57,9 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
         LocalVariants,
         freshnessPolicyProvider,
         FailureMemory,
-   TierChain,
-   PurgeGenerations,
+        TierChain,
+        Prefetcher,
+        PurgeGenerations,
         CacheMetrics,
         UpstreamLimiter,
         SharedTier,

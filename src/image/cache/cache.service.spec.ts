@@ -17,6 +17,7 @@ import { DiskStore, type StoredMetadata } from './disk-store';
 import { CacheMetrics } from '../../metrics/cache-metrics';
 import { FailureMemory } from './failure-memory';
 import { PurgeGenerations } from './purge-generations';
+import { Prefetcher } from './prefetcher';
 import { TierChain } from './tier-chain';
 import { freshnessPolicyProvider } from './freshness-policy.provider';
 import { LocalVariants } from './local-variants';
@@ -87,8 +88,9 @@ async function compileService(setup: ServiceSetup): Promise<CacheService> {
       LocalVariants,
       freshnessPolicyProvider,
       FailureMemory,
- TierChain,
- PurgeGenerations,
+      TierChain,
+      Prefetcher,
+      PurgeGenerations,
       CacheMetrics,
       UpstreamLimiter,
       { provide: PicsumClient, useValue: { fetchImage: setup.fetchImage } },

@@ -10,14 +10,13 @@ import {
   type OnModuleInit,
   ServiceUnavailableException,
 } from '@nestjs/common';
-import { LRUCache } from 'lru-cache';
 import type { ConfigType } from '@nestjs/config';
 import { performance } from 'node:perf_hooks';
 import { errorMessage } from '../../common/error-message';
 import { cacheConfig } from '../../config/cache.config';
 import { sharedCacheConfig } from '../../config/shared-cache.config';
 import { upstreamConfig } from '../../config/upstream.config';
-import { createCachedImage, sha256Hex } from './cached-image';
+import { cachedImageFromUpstream } from './cached-image';
 import { Clock } from './clock';
 import { DiskStore, type StoredMetadata } from './disk-store';
 import { FailureMemory } from './failure-memory';
@@ -29,6 +28,7 @@ import { MemoryTier } from './memory-tier';
 import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
 import { SharedTier } from './shared/shared-tier';
 import { SingleFlight } from './single-flight';
+import { Prefetcher } from './prefetcher';
 import { TierChain } from './tier-chain';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
 import { UpstreamLimiter } from '../upstream/upstream-limiter';
@@ -40,18 +40,9 @@ import type {
   Freshness,
 } from './cache-model';
 
-/** Failed fetches remembered at once, so that varying the variant cannot grow memory without bound. */
-const MAX_REMEMBERED_FAILURES = 10_000;
 const MEMORY_HIT: CacheOutcome = { kind: 'hit', tier: 'memory' };
 /** How often a replica waiting for another's fetch checks whether the lock is free, should a notice be lost. */
 const LOCK_POLL_MS = 100;
-
-/** How long a replica waits before trying a prefetch again while another replica holds the variant's lock. */
-const PREFETCH_LOCK_RETRY_MS = 1000;
-/** Prefetched images held aside when the memory tier is off, in bytes. */
-const NEXT_IMAGES_MAX_BYTES_WITHOUT_MEMORY = 64 * 2 ** 20;
-/** A failed prefetch of one variant is logged at most this often, even with no retry window. */
-const MIN_LOG_INTERVAL_MS = 1000;
 /** Variants a purge of every variant removes between two looks at what is left. */
 const PURGE_PAGE_SIZE = 500;
 
@@ -77,19 +68,7 @@ interface Fetched {
 @Injectable()
 export class CacheService implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger(CacheService.name);
-  private readonly loads = new SingleFlight<CachedImage | undefined>();
   private readonly fetches = new SingleFlight<Fetched>();
-  /** Runs at most one prefetch per variant; a request at expiry waits for one still running. */
-  private readonly prefetches = new SingleFlight<void>();
-  /**
-   * Prefetched images held aside until the image before them expires: `fetchedAt` is that
-   * moment, so freshness counts from when each becomes current and there is one image per TTL.
-   */
-  private readonly nextImages: LRUCache<string, CachedImage>;
-  /** When a variant's failed prefetch may be tried again, so a failing upstream is not asked on every hit. */
-  private readonly prefetchRetryAt: LRUCache<string, number>;
-  /** When a variant's failed prefetch was last logged: one line per variant and retry window. */
-  private readonly prefetchFailureLoggedAt: LRUCache<string, number>;
   private cleanupTimer?: NodeJS.Timeout;
 
   constructor(
@@ -103,6 +82,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     private readonly policy: FreshnessPolicy,
     private readonly failures: FailureMemory,
     private readonly tiers: TierChain,
+    private readonly prefetcher: Prefetcher,
     /** Makes a purge or refresh win over the fetches and prefetches running when it comes. */
     private readonly generations: PurgeGenerations,
     @Inject(cacheConfig.KEY)
@@ -111,22 +91,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     private readonly upstream: ConfigType<typeof upstreamConfig>,
     @Inject(sharedCacheConfig.KEY)
     private readonly sharedCache: ConfigType<typeof sharedCacheConfig>,
-  ) {
-    this.prefetchRetryAt = new LRUCache({ max: MAX_REMEMBERED_FAILURES });
-    this.prefetchFailureLoggedAt = new LRUCache({
-      max: MAX_REMEMBERED_FAILURES,
-    });
-    this.nextImages = new LRUCache({
-      maxSize: memory.maxBytes || NEXT_IMAGES_MAX_BYTES_WITHOUT_MEMORY,
-      sizeCalculation: (image) => MemoryTier.sizeOf(image),
-      onInsert: (_image, key) => variants.added(key, 'next'),
-      dispose: (_image, key, reason) => {
-        if (reason !== 'set') {
-          variants.removed(key, 'next');
-        }
-      },
-    });
-  }
+  ) {}
 
   onModuleInit(): void {
     this.cleanupTimer = setInterval(
@@ -149,7 +114,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         this.failures.forget(notice.key);
         // A next image held here was for the image that is now replaced: its successor is
         // prefetched again, or fetched at expiry.
-        this.nextImages.delete(notice.key);
+        this.prefetcher.forget(notice.key);
       } else if (notice.type === 'purged') {
         void this.purgeLocally(notice.key);
       } else {
@@ -188,14 +153,19 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
         : await this.tiers.findBelowMemory(key, inMemory);
     const cached = found?.image;
     if (found && !this.freshness(found.image).stale) {
-      this.prefetchIfDue(key, variant, found.image);
+      this.prefetcher.startIfDue(
+        key,
+        variant,
+        found.image,
+        this.fetches.isRunning(key),
+      );
       return {
         image: found.image,
         status: 'HIT',
         outcome: { kind: 'hit', tier: found.tier },
       };
     }
-    const next = await this.takeNext(key, cached);
+    const next = await this.prefetcher.takeDue(key, cached);
     if (next) {
       return next;
     }
@@ -248,164 +218,13 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       return undefined;
     }
     this.disk.touch(key);
-    this.prefetchIfDue(key, variant, image);
+    this.prefetcher.startIfDue(
+      key,
+      variant,
+      image,
+      this.fetches.isRunning(key),
+    );
     return { image, status: 'HIT', outcome: MEMORY_HIT };
-  }
-
-  /**
-   * Starts the prefetch of the next image of a variant being requested, once its current
-   * image has less than `CACHE_PREFETCH_SECONDS` left, unless one is running, already held,
-   * or failed within the retry window. Costs one comparison on a hit outside that window.
-   */
-  private prefetchIfDue(
-    key: string,
-    variant: ImageVariant,
-    current: CachedImage,
-  ): void {
-    const now = this.clock.now();
-    if (!this.policy.isPrefetchDue(current.fetchedAt, now)) {
-      return;
-    }
-    const expiresAt = this.policy.expiresAt(current.fetchedAt);
-    if (
-      this.prefetches.isRunning(key) ||
-      this.fetches.isRunning(key) ||
-      (this.nextImages.peek(key)?.fetchedAt ?? 0) >= expiresAt ||
-      now < (this.prefetchRetryAt.get(key) ?? 0)
-    ) {
-      return;
-    }
-    void this.prefetches.run(key, () =>
-      this.prefetch(key, variant, expiresAt).catch((error: unknown) => {
-        // Nothing changes: the current image stays until it expires, then the miss path runs.
-        this.prefetchRetryAt.set(
-          key,
-          this.clock.now() + this.upstream.retryAfterSeconds * 1000,
-        );
-        const now = this.clock.now();
-        const loggedAt = this.prefetchFailureLoggedAt.get(key) ?? -Infinity;
-        const intervalMs = Math.max(
-          this.upstream.retryAfterSeconds * 1000,
-          MIN_LOG_INTERVAL_MS,
-        );
-        if (now - loggedAt >= intervalMs) {
-          this.prefetchFailureLoggedAt.set(key, now);
-          this.logger.warn(
-            `Prefetching the next image of ${key} failed: ${errorMessage(error)}; the miss path runs at expiry`,
-          );
-        }
-      }),
-    );
-  }
-
-  /**
-   * Gets the image that becomes current for `key` at `startsAt`, once across replicas: under
-   * the variant's fetch lock, taking what another replica already prefetched. While another
-   * replica holds the lock, it is fetching this variant, and its image reaches this replica
-   * through the shared tier.
-   */
-  private async prefetch(
-    key: string,
-    variant: ImageVariant,
-    startsAt: number,
-  ): Promise<void> {
-    const mark = this.generations.mark();
-    const lock = await this.shared.lock(key);
-    if (lock === 'held') {
-      // Not asked again on every hit: the holder's image comes through the shared tier.
-      this.prefetchRetryAt.set(key, this.clock.now() + PREFETCH_LOCK_RETRY_MS);
-      return;
-    }
-    try {
-      if (lock !== 'unavailable') {
-        const held = await this.shared.loadNext(key);
-        if (held && held.fetchedAt >= startsAt) {
-          if (!this.generations.purgedSince(key, mark)) {
-            this.nextImages.set(key, held);
-          }
-          return;
-        }
-      }
-      const fetched = await this.limiter.run(() =>
-        this.client.fetchImage(variant),
-      );
-      // A purge or refresh since the prefetch started wins: its image is not held.
-      if (this.generations.purgedSince(key, mark)) {
-        return;
-      }
-      const next = this.imageOf(key, fetched, startsAt);
-      this.nextImages.set(key, next);
-      await this.shared.saveNext(next);
-    } finally {
-      if (lock !== 'unavailable') {
-        await this.shared.unlock(lock);
-      }
-    }
-  }
-
-  /**
-   * The prefetched image of `key` that is due now the image before it (`cached`) expired,
-   * made current in every tier, or `undefined`. A request that comes while the prefetch is
-   * still running waits for it rather than start a second fetch. Another replica's prefetched
-   * image is read from the shared tier.
-   */
-  private async takeNext(
-    key: string,
-    cached: CachedImage | undefined,
-  ): Promise<CacheLookup | undefined> {
-    if (!this.policy.prefetches) {
-      return undefined;
-    }
-    await this.prefetches.settled(key);
-    // Another request of this replica may have made it current while this one waited.
-    const current = this.memory.load(key);
-    if (current && !this.isStale(current.fetchedAt)) {
-      return { image: current, status: 'HIT', outcome: MEMORY_HIT };
-    }
-    const after = cached?.fetchedAt;
-    const held = this.nextImages.get(key);
-    if (this.isDueNext(held, after)) {
-      this.nextImages.delete(key);
-      void this.tiers.store(held);
-      this.failures.forget(key);
-      return { image: held, status: 'HIT', outcome: { kind: 'prefetched' } };
-    }
-    if (!this.shared.enabled) {
-      return undefined;
-    }
-    const shared = await this.loads.run(`next:${key}`, () =>
-      this.shared.loadNext(key),
-    );
-    if (!this.isDueNext(shared, after)) {
-      return undefined;
-    }
-    this.tiers.keepLocally(shared, 'shared');
-    this.failures.forget(key);
-    return { image: shared, status: 'HIT', outcome: { kind: 'prefetched' } };
-  }
-
-  /**
-   * Whether `next`, a prefetched image, is current now: its time has come, it has not expired,
-   * and it follows the image fetched at `after` (when there is one).
-   */
-  private isDueNext(
-    next: CachedImage | undefined,
-    after: number | undefined,
-  ): next is CachedImage {
-    return (
-      next !== undefined &&
-      next.fetchedAt <= this.clock.now() &&
-      next.fetchedAt > (after ?? -Infinity) &&
-      !this.isStale(next.fetchedAt)
-    );
-  }
-
-  /** Drops the held next image of `key` if it would become current before `fetchedAt`. */
-  private dropNextBefore(key: string, fetchedAt: number): void {
-    const held = this.nextImages.peek(key);
-    if (held && held.fetchedAt <= fetchedAt) {
-      this.nextImages.delete(key);
-    }
   }
 
   /** Starts one background fetch that replaces the expired image of `key`; its outcome is recorded as any fetch's. */
@@ -435,10 +254,8 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
   ): Promise<CachedImage> {
     const key = variantKey(variant);
     this.generations.purged(key);
-    this.nextImages.delete(key);
-    await this.shared.dropNext(key);
     await Promise.all([
-      this.prefetches.settled(key),
+      this.prefetcher.dropEverywhere(key),
       this.fetches.settled(key),
     ]);
     const { image } = await this.fetches.run(key, () =>
@@ -482,7 +299,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       return (await this.purgeVariant(key)) ? [key] : [];
     }
     this.failures.forgetAll();
-    this.prefetchRetryAt.clear();
+    this.prefetcher.forgetRetries();
     for (
       let page = this.variants.page(undefined, PURGE_PAGE_SIZE);
       page.length > 0;
@@ -499,16 +316,12 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
 
   /** Removes one variant from this replica; whether anything was held. */
   private async purgeVariant(key: string): Promise<boolean> {
-    const held =
-      this.memory.peek(key) !== undefined ||
-      this.disk.has(key) ||
-      this.nextImages.has(key);
+    const held = this.memory.peek(key) !== undefined || this.disk.has(key);
+    const heldNext = this.prefetcher.forget(key);
     this.memory.delete(key);
-    this.nextImages.delete(key);
     this.failures.forget(key);
-    this.prefetchRetryAt.delete(key);
     await this.disk.delete(key);
-    return held;
+    return held || heldNext;
   }
 
   get ttlSeconds(): number {
@@ -517,7 +330,7 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
 
   /** The prefetched image held here for `key`, without counting as a use. */
   heldNext(key: string): CachedImage | undefined {
-    return this.nextImages.peek(key);
+    return this.prefetcher.held(key);
   }
 
   /** The cached image for `variant`, fresh or stale, without ever calling the upstream. */
@@ -619,12 +432,8 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       }
     }
     // A prefetch that held the lock until now left the image that is current from expiry.
-    const next = this.policy.prefetches
-      ? await this.shared.loadNext(key)
-      : undefined;
-    if (this.isDueNext(next, fetchedAt)) {
-      this.tiers.keepLocally(next, 'shared');
-      this.failures.forget(key);
+    const next = await this.prefetcher.sharedDue(key, fetchedAt);
+    if (next) {
       return next;
     }
     const failure = await this.failures.loadRemote(key);
@@ -717,32 +526,15 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
       }
       throw httpError;
     }
-    const image = this.imageOf(key, fetched, this.clock.now());
+    const image = cachedImageFromUpstream(key, fetched, this.clock.now());
     if (this.generations.purgedSince(key, mark)) {
       return image;
     }
     const stored = this.tiers.store(image, { replaces });
-    this.dropNextBefore(key, image.fetchedAt);
+    this.prefetcher.dropBefore(key, image.fetchedAt);
     this.failures.forget(key);
     await stored;
     return image;
-  }
-
-  /** The entry of a fetched image, current from `fetchedAt` on. */
-  private imageOf(
-    key: string,
-    fetched: UpstreamImage,
-    fetchedAt: number,
-  ): CachedImage {
-    return createCachedImage({
-      key,
-      body: fetched.body,
-      contentType: fetched.contentType,
-      sha256: sha256Hex(fetched.body),
-      fetchedAt,
-      source: fetched.source,
-      ...(fetched.picsumId ? { picsumId: fetched.picsumId } : {}),
-    });
   }
 
   private serveStaleOr(

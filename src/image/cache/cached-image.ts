@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { CONTENT_TYPES, detectImageFormat } from '../upstream/image-signature';
 import { isValidPicsumId } from '../upstream/picsum-id';
+import type { UpstreamImage } from '../upstream/picsum.client';
 import type { CachedImage } from './cache-model';
 
 /** Builds the in-memory entry, deriving what is served from the stored facts once. */
@@ -26,6 +27,23 @@ export function createCachedImage(
       'content-length': String(stored.body.length),
     },
   };
+}
+
+/** The entry of an image the upstream sent, current from `fetchedAt` on. */
+export function cachedImageFromUpstream(
+  key: string,
+  fetched: UpstreamImage,
+  fetchedAt: number,
+): CachedImage {
+  return createCachedImage({
+    key,
+    body: fetched.body,
+    contentType: fetched.contentType,
+    sha256: sha256Hex(fetched.body),
+    fetchedAt,
+    source: fetched.source,
+    ...(fetched.picsumId ? { picsumId: fetched.picsumId } : {}),
+  });
 }
 
 export function sha256Hex(data: Buffer): string {
