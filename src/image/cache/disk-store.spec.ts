@@ -507,4 +507,36 @@ describe(DiskStore.name, () => {
     expect(await diskUsage(directory)).toBe(ENTRY);
     expect(await readdir(directory)).not.toContain('stray.img');
   });
+
+  it('lets the writes in flight finish at shutdown, so nothing writes into the directory after', async () => {
+    const store = await openStore();
+    const prototype = await fileHandlePrototype();
+    // The real method, called with each handle as `this` below.
+    // eslint-disable-next-line @typescript-eslint/unbound-method
+    const original = prototype.writeFile;
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const spy = jest
+      .spyOn(prototype, 'writeFile')
+      .mockImplementation(async function (this: FileHandle, ...args) {
+        await gate;
+        return original.apply(this, args);
+      });
+
+    const saving = store.save(cachedImageOf('1200x1200', 'slow'));
+    let shutDown = false;
+    const shutdown = store.onApplicationShutdown().then(() => {
+      shutDown = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const beforeRelease = shutDown;
+    release();
+    await shutdown;
+
+    spy.mockRestore();
+
+    expect(beforeRelease).toBe(false);
+    await expect(saving).resolves.toBe(true);
+    expect(store.has('1200x1200')).toBe(true);
+  });
 });

@@ -1,4 +1,10 @@
-import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationShutdown,
+  OnModuleInit,
+} from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Mutex, Semaphore } from 'async-mutex';
 import { LRUCache } from 'lru-cache';
@@ -104,7 +110,9 @@ interface IndexEntry {
  * outage; readiness stays up as long as stored images can still be read.
  */
 @Injectable()
-export class DiskStore implements CacheTier, OnModuleInit {
+export class DiskStore
+  implements CacheTier, OnModuleInit, OnApplicationShutdown
+{
   readonly name = 'disk';
   private readonly logger = new Logger(DiskStore.name);
   readonly directory: string;
@@ -118,6 +126,8 @@ export class DiskStore implements CacheTier, OnModuleInit {
   private readonly writes = new Mutex();
   /** One permit per write in flight; `reconcile()` takes them all, to see no half-written entry. */
   private readonly writing = new Semaphore(CONCURRENT_WRITES);
+  /** The saves not yet done, waiting for their turn or writing. */
+  private readonly saving = new Set<Promise<boolean>>();
   /** The last write or removal of each key in flight, which the next one of the same key waits for. */
   private readonly turns = new Map<string, Promise<void>>();
   /** Bytes of the entries being written, counted against the budget until they are stored. */
@@ -175,6 +185,22 @@ export class DiskStore implements CacheTier, OnModuleInit {
         `CACHE_DIR=${this.directory} is read-only (${status.reason}): stored images are served, new ones are kept in memory only`,
       );
     }
+  }
+
+  /**
+   * Lets the writes in flight finish once the server has stopped taking requests, for at most
+   * `DISK_READ_TIMEOUT_MS` (a hung volume does not hold the exit): an image a background fetch
+   * was storing is on disk for the next start, and nothing writes into the directory after.
+   */
+  async onApplicationShutdown(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.saving]),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, DISK_READ_TIMEOUT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   has(key: string): boolean {
@@ -284,9 +310,13 @@ export class DiskStore implements CacheTier, OnModuleInit {
    * tried once more.
    */
   save(image: CachedImage): Promise<boolean> {
-    return this.inTurnOf(image.key, () =>
+    const saving = this.inTurnOf(image.key, () =>
       this.writing.runExclusive(() => this.write(image)),
     );
+    this.saving.add(saving);
+    const done = () => this.saving.delete(saving);
+    saving.then(done, done);
+    return saving;
   }
 
   /**
