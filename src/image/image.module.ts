@@ -10,6 +10,9 @@ import { FreshnessPolicy } from './cache/freshness-policy';
 import { FailureMemory } from './cache/failure-memory';
 import { PurgeGenerations } from './cache/purge-generations';
 import { Prefetcher } from './cache/prefetcher';
+import { FetchCoordinator } from './cache/fetch-coordinator';
+import { CacheAdmin } from './cache/cache-admin';
+import { ReplicaSync } from './cache/replica-sync';
 import { TierChain } from './cache/tier-chain';
 import { freshnessPolicyProvider } from './cache/freshness-policy.provider';
 import { LocalVariants } from './cache/local-variants';
@@ -30,6 +33,9 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
     FailureMemory,
     TierChain,
     Prefetcher,
+    FetchCoordinator,
+    CacheAdmin,
+    ReplicaSync,
     PurgeGenerations,
     PicsumClient,
     UpstreamLimiter,

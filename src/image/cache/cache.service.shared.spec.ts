@@ -20,6 +20,9 @@ import { CacheMetrics } from '../../metrics/cache-metrics';
 import { FailureMemory } from './failure-memory';
 import { PurgeGenerations } from './purge-generations';
 import { Prefetcher } from './prefetcher';
+import { FetchCoordinator } from './fetch-coordinator';
+import { CacheAdmin } from './cache-admin';
+import { ReplicaSync } from './replica-sync';
 import { TierChain } from './tier-chain';
 import { freshnessPolicyProvider } from './freshness-policy.provider';
 import { LocalVariants } from './local-variants';
@@ -59,6 +62,9 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
         FailureMemory,
         TierChain,
         Prefetcher,
+        FetchCoordinator,
+        CacheAdmin,
+        ReplicaSync,
         PurgeGenerations,
         CacheMetrics,
         UpstreamLimiter,

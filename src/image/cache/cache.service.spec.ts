@@ -18,6 +18,9 @@ import { CacheMetrics } from '../../metrics/cache-metrics';
 import { FailureMemory } from './failure-memory';
 import { PurgeGenerations } from './purge-generations';
 import { Prefetcher } from './prefetcher';
+import { FetchCoordinator } from './fetch-coordinator';
+import { CacheAdmin } from './cache-admin';
+import { ReplicaSync } from './replica-sync';
 import { TierChain } from './tier-chain';
 import { freshnessPolicyProvider } from './freshness-policy.provider';
 import { LocalVariants } from './local-variants';
@@ -90,6 +93,9 @@ async function compileService(setup: ServiceSetup): Promise<CacheService> {
       FailureMemory,
       TierChain,
       Prefetcher,
+      FetchCoordinator,
+      CacheAdmin,
+      ReplicaSync,
       PurgeGenerations,
       CacheMetrics,
       UpstreamLimiter,
