@@ -38,7 +38,7 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
   });
   afterEach(() => service.close());
 
-  it('scenario 1, fresh start: fetches through the redirect, validates, stores and serves the image', async () => {
+  it('fresh start: fetches through the redirect, validates, stores and serves the image', async () => {
     const response = await request(http).get('/image').expect(200);
 
     const id = Number(response.headers['x-picsum-id']);
@@ -59,7 +59,7 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
     ).toBe(true);
   });
 
-  it('scenario 2, within the TTL: serves from the cache without calling the upstream', async () => {
+  it('within the TTL: serves from the cache without calling the upstream', async () => {
     const first = await request(http).get('/image').expect(200);
     service.clock.advanceSeconds(TTL_SECONDS - 1);
 
@@ -72,7 +72,7 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
     expect(upstream.fetches).toBe(1);
   });
 
-  it('scenario 3, after the TTL: fetches a new image and serves it', async () => {
+  it('after the TTL: fetches a new image and serves it', async () => {
     const first = await request(http).get('/image').expect(200);
     service.clock.advanceSeconds(TTL_SECONDS);
 
@@ -86,7 +86,7 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
     expect(upstream.fetches).toBe(2);
   });
 
-  it('scenario 5, new pod: an empty CACHE_DIR starts fresh and fetches', async () => {
+  it('new pod: an empty CACHE_DIR starts fresh and fetches', async () => {
     await request(http).get('/image').expect(200);
     const firstPod = service;
     await start();
@@ -98,7 +98,7 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
     await firstPod.close();
   });
 
-  describe('scenario 6, the upstream fails after the TTL', () => {
+  describe('the upstream fails after the TTL', () => {
     it.each([
       'server-error',
       'html',
@@ -269,7 +269,7 @@ describe('GET /image (AppModule against a local fake Picsum)', () => {
     });
   });
 
-  describe('scenario 7, stampede', () => {
+  describe('a stampede of requests for one variant', () => {
     it('makes exactly one upstream fetch for 100 concurrent requests on a cold cache', async () => {
       upstream.delayMs = 200;
       const url = `${await service.app.getUrl()}/image`;

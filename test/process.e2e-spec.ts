@@ -92,7 +92,7 @@ describe('the service process (dist/main.js)', () => {
     await rm(cacheDir, { recursive: true, force: true });
   });
 
-  it('scenario 4, container crash: after SIGKILL a new process on the same CACHE_DIR serves the cached image without calling the upstream', async () => {
+  it('container crash: after SIGKILL a new process on the same CACHE_DIR serves the cached image without calling the upstream', async () => {
     const first = await fetch(`${await start()}/image`);
     const id = await expectIntactImage(first);
     const crashed = await kill('SIGKILL');
@@ -116,7 +116,7 @@ describe('the service process (dist/main.js)', () => {
     expect(upstream.fetches).toBe(1);
   });
 
-  it('scenario 8, crash mid-download: a SIGKILL while the upstream is still sending leaves nothing to serve later', async () => {
+  it('crash mid-download: a SIGKILL while the upstream is still sending leaves nothing to serve later', async () => {
     const url = await start();
     upstream.delayMs = 5000;
     void fetch(`${url}/image`).catch(() => undefined);
@@ -133,7 +133,7 @@ describe('the service process (dist/main.js)', () => {
     await expectIntactImage(image);
   });
 
-  it('scenario 8, crash mid-write: leftovers of an interrupted write are swept and the last complete image is served', async () => {
+  it('crash mid-write: leftovers of an interrupted write are swept and the last complete image is served', async () => {
     const first = await fetch(`${await start()}/image`);
     await expectIntactImage(first);
     await kill('SIGKILL');
@@ -160,7 +160,7 @@ describe('the service process (dist/main.js)', () => {
     expect(upstream.fetches).toBe(1);
   });
 
-  it('scenario 8, corrupt entry: a stored body that fails its checksum is never served and is fetched again', async () => {
+  it('corrupt entry: a stored body that fails its checksum is never served and is fetched again', async () => {
     await fetch(`${await start()}/image`).then((response) =>
       response.arrayBuffer(),
     );
@@ -181,7 +181,7 @@ describe('the service process (dist/main.js)', () => {
     expect(upstream.fetches).toBe(2);
   });
 
-  it('scenario 8, SIGKILL at random moments of fetching and storing never leaves a corrupt image to serve', async () => {
+  it('SIGKILL at random moments of fetching and storing never leaves a corrupt image to serve', async () => {
     // TTL 1 s, so that nearly every round replaces the stored image while being killed.
     const env = { CACHE_TTL_SECONDS: '1' };
     const rounds = 6;
@@ -204,7 +204,7 @@ describe('the service process (dist/main.js)', () => {
     await expectIntactImage(image);
   });
 
-  it('scenario 9, graceful shutdown: SIGTERM turns readiness to 503, lets the in-flight request finish, and exits 0', async () => {
+  it('graceful shutdown: SIGTERM turns readiness to 503, lets the in-flight request finish, and exits 0', async () => {
     const url = await start({ SHUTDOWN_DRAIN_MS: '1000' });
     // Per hop: the API host and the image host, 600 ms in all, well within the drain.
     upstream.delayMs = 300;

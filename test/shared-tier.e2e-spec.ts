@@ -120,7 +120,7 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
     return { idle, etag: etags[0] };
   }
 
-  it('a, b, c: 3 replicas make 1 fetch for 90 cold requests and 1 after the TTL, all with one ETag; a 4th with an empty CACHE_DIR makes none', async () => {
+  it('3 replicas make 1 fetch for 90 cold requests and 1 after the TTL, all with one ETag; a 4th with an empty CACHE_DIR makes none', async () => {
     const env = { REDIS_URL: redis().url };
     const { idle, etag } = await expectOneFetchPerTtl(env);
 
@@ -175,7 +175,7 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
     expect(upstream.fetches).toBe(2);
   });
 
-  it('d: Redis killed under traffic fails no request and keeps readiness 200, logging it at most twice per replica; restarted, it is used again within 5 s', async () => {
+  it('Redis killed under traffic fails no request and keeps readiness 200, logging it at most twice per replica; restarted, it is used again within 5 s', async () => {
     const three = await startReplicas(3, { REDIS_URL: redis().url });
     await burst(three, '/image', 1);
     const outputBefore = three.map(({ service }) => service.output.length);
@@ -267,7 +267,7 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
     );
   });
 
-  it('e: with Redis hung (SIGSTOP), requests are answered within REDIS_COMMAND_TIMEOUT_MS plus their usual latency', async () => {
+  it('with Redis hung (SIGSTOP), requests are answered within REDIS_COMMAND_TIMEOUT_MS plus their usual latency', async () => {
     const three = await startReplicas(3, { REDIS_URL: redis().url });
     // Small new variants: each request asks Redis, and the fake draws each image quickly.
     const usual = await burst(three, '/image?width=100&height=100', 5);
@@ -294,7 +294,7 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
     );
   }, 60_000);
 
-  it('f: when the replica holding the lock is killed mid-fetch, another takes over with exactly 1 more fetch, within UPSTREAM_TIMEOUT_MS plus the lock TTL', async () => {
+  it('when the replica holding the lock is killed mid-fetch, another takes over with exactly 1 more fetch, within UPSTREAM_TIMEOUT_MS plus the lock TTL', async () => {
     const upstreamTimeoutMs = 3000;
     const queueTimeoutMs = 500;
     // As SharedCacheConfig computes it: queue timeout + upstream timeout + 2 s.

@@ -386,7 +386,7 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
     serviceUrl = `http://${spec.clusterIP}:80`;
   });
 
-  it('scenarios 1 and 2: the first request is a MISS, the next a HIT with the same ETag, and one upstream fetch', async () => {
+  it('the first request through the Service is a MISS, the next a HIT with the same ETag, and one upstream fetch', async () => {
     const fetchesBefore = fake.fetches;
     const [first, second] = await missThenHit(serviceUrl, fetchesBefore);
     evidence(
@@ -424,7 +424,7 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
     );
   });
 
-  it('scenario 4, container crash: after a SIGKILL the kubelet restarts the container, the emptyDir is intact and the next request is a HIT with the same ETag', async () => {
+  it('container crash: after a SIGKILL the kubelet restarts the container, the emptyDir is intact and the next request is a HIT with the same ETag', async () => {
     const pod = await onlyReadyPod(RELEASE);
     const cached = await getImage(serviceUrl);
     expect(cached.cache).toBe('HIT');
@@ -443,7 +443,7 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
     );
   });
 
-  it('scenario 4, liveness: a hung process (SIGSTOP) goes unready, the kubelet restarts the container, and the cache survives', async () => {
+  it('liveness: a hung process (SIGSTOP) goes unready, the kubelet restarts the container, and the cache survives', async () => {
     const pod = await onlyReadyPod(RELEASE);
     const cached = await getImage(serviceUrl);
     const fetchesBefore = fake.fetches;
@@ -485,7 +485,7 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
     );
   });
 
-  it('scenario 5, an update: helm upgrade to a new image tag rolls out a new pod, whose emptyDir starts empty', async () => {
+  it('an update: helm upgrade to a new image tag rolls out a new pod, whose emptyDir starts empty', async () => {
     const pod = await onlyReadyPod(RELEASE);
     const newTag = `${IMAGE_TAG}-rollout`;
     await ctr(
@@ -515,7 +515,7 @@ describe(`the chart on a single-node Kubernetes ${cluster.kubernetesVersion}`, (
     );
   });
 
-  it('scenario 5, a new pod: after kubectl delete pod, the replacement starts with an empty emptyDir: MISS and one fetch', async () => {
+  it('a new pod: after kubectl delete pod, the replacement starts with an empty emptyDir: MISS and one fetch', async () => {
     const pod = await onlyReadyPod(RELEASE);
     await untilServiceRoutesTo([pod]);
     const cached = await getImage(serviceUrl);

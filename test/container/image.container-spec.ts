@@ -73,7 +73,7 @@ describe(`the container image ${IMAGE}`, () => {
     await container.remove();
   });
 
-  it('keeps the cached image when the container is killed and started again (scenario 4)', async () => {
+  it('keeps the cached image when the container is killed and started again', async () => {
     upstream.reset();
     const container = await runContainer(`image-cache-test-${run}-b`);
     let url = await container.url();
@@ -98,7 +98,7 @@ describe(`the container image ${IMAGE}`, () => {
     expect(upstream.fetches).toBe(1);
   });
 
-  it('starts empty on a new volume, as a new pod does (scenario 5)', async () => {
+  it('starts empty on a new volume, as a new pod does', async () => {
     upstream.reset();
     const container = await runContainer(`image-cache-test-${run}-c`);
     const url = await container.url();

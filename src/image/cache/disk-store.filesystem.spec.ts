@@ -84,7 +84,7 @@ if (unavailable) {
       tmpfs.unmount();
     });
 
-    it('item 6: fits a budget larger than the volume to the volume, so saves evict instead of failing', async () => {
+    it('fits a budget larger than the volume to the volume, so saves evict instead of failing', async () => {
       mount(2 * MIB);
 
       const store = await openStore(512 * MIB);
@@ -110,7 +110,7 @@ if (unavailable) {
       await expect(restarted.load('k39')).resolves.toBeDefined();
     });
 
-    it('item 6: on ENOSPC from something else, evicts and retries once; when that fails, stays readable and logs once', async () => {
+    it('on ENOSPC from something else, evicts and retries once; when that fails, stays readable and logs once', async () => {
       mount(1 * MIB);
       const store = await openStore(900 * KIB);
       for (let i = 0; i < 4; i++) {
@@ -140,7 +140,7 @@ if (unavailable) {
       });
     });
 
-    it('item 7: keeps counting entries whose files could not be removed, so the budget holds after an EROFS blip', async () => {
+    it('keeps counting entries whose files could not be removed, so the budget holds after an EROFS blip', async () => {
       mount(2 * MIB);
       const budget = 600 * KIB;
       const store = await openStore(budget);
@@ -167,7 +167,7 @@ if (unavailable) {
       expect(await diskUsage(cacheDir)).toBe(store.usedBytes);
     });
 
-    it('item 7: removes the body of a save whose metadata could not be written', async () => {
+    it('removes the body of a save whose metadata could not be written', async () => {
       mount(512 * KIB);
       const store = await openStore(400 * KIB);
       // Room for the body's temporary file, not for the metadata's too.
@@ -181,7 +181,7 @@ if (unavailable) {
       ).toEqual([]);
     });
 
-    it('item 8: starts on a read-only CACHE_DIR with leftovers, serves what it holds, keeps new images in memory', async () => {
+    it('starts on a read-only CACHE_DIR with leftovers, serves what it holds, keeps new images in memory', async () => {
       mount(2 * MIB);
       const writer = await openStore(MIB);
       await writer.save(imageOf('stored', 100 * KIB));
