@@ -78,7 +78,7 @@ const REQUEST_BUCKETS = [
 ];
 
 /**
- * The service's Prometheus metrics (the names and labels are a contract, listed in the README),
+ * The service's Prometheus metrics (the names and labels are a contract, listed in docs/observability.md),
  * in a registry of their own with Node's default process metrics. Counting a request costs a
  * few counter increments on children looked up once: no label is resolved on the hit path.
  */
