@@ -437,6 +437,15 @@ describeWithRedis()('several replicas sharing a Redis (dist/main.js)', () => {
     await fetch(`${two[0].url}/admin/entries`, {
       headers: { authorization: `Bearer ${token}x` },
     });
+    // The refusal is logged before the reply is sent, but the child's output comes through a
+    // pipe of its own, which may deliver it after the reply.
+    await waitFor(
+      () =>
+        two[0].service.output.includes(
+          'Refused GET /admin/entries from 127.0.0.1: a wrong bearer token',
+        ),
+      5000,
+    ).catch(() => undefined);
 
     expect(refreshed.status).toBe(200);
     expect(distinct(before.map((reply) => reply.etag))).toHaveLength(1);

@@ -1,6 +1,7 @@
 import { TerminusModule } from '@nestjs/terminus';
 import { Test } from '@nestjs/testing';
-import { type DiskStatus, DiskStore } from '../image/cache/disk-store';
+import { CacheUsage } from '../image/cache/cache-usage';
+import type { DiskStatus } from '../image/cache/disk-store';
 import { CacheStorageHealthIndicator } from './cache-storage.health';
 
 describe(CacheStorageHealthIndicator.name, () => {
@@ -13,7 +14,7 @@ describe(CacheStorageHealthIndicator.name, () => {
       imports: [TerminusModule],
       providers: [
         CacheStorageHealthIndicator,
-        { provide: DiskStore, useValue: { directory: '/app/storage', status } },
+        { provide: CacheUsage, useValue: { diskStatus: status } },
       ],
     }).compile();
     indicator = moduleRef.get(CacheStorageHealthIndicator);

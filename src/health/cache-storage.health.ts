@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
-import { DiskStore } from '../image/cache/disk-store';
+import { CacheUsage } from '../image/cache/cache-usage';
 import { errorKind } from './error-kind';
 
 /**
@@ -14,12 +14,12 @@ import { errorKind } from './error-kind';
 export class CacheStorageHealthIndicator {
   constructor(
     private readonly indicators: HealthIndicatorService,
-    private readonly disk: DiskStore,
+    private readonly usage: CacheUsage,
   ) {}
 
   async isHealthy(key: string) {
     const indicator = this.indicators.check(key);
-    const { readable, writable, reason } = await this.disk.status();
+    const { readable, writable, reason } = await this.usage.diskStatus();
     const details = {
       writable,
       ...(reason === undefined

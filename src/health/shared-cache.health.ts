@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
-import { SharedTier } from '../image/cache/shared/shared-tier';
+import { CacheUsage } from '../image/cache/cache-usage';
 import { errorKind } from './error-kind';
 
 /**
@@ -14,15 +14,15 @@ import { errorKind } from './error-kind';
 export class SharedCacheHealthIndicator {
   constructor(
     private readonly indicators: HealthIndicatorService,
-    private readonly shared: SharedTier,
+    private readonly usage: CacheUsage,
   ) {}
 
   isHealthy(key: string) {
     const indicator = this.indicators.check(key);
-    if (!this.shared.enabled) {
+    const { enabled, problem } = this.usage.shared();
+    if (!enabled) {
       return indicator.up({ configured: false });
     }
-    const problem = this.shared.problem;
     return indicator.up({
       configured: true,
       connected: problem === undefined,

@@ -1,12 +1,12 @@
 import { Module } from '@nestjs/common';
 import { CacheEntries } from './cache/cache-entries';
+import { CacheUsage } from './cache/cache-usage';
 import { CacheService } from './cache/cache.service';
 import { Clock } from './cache/clock';
 import { DiskStore } from './cache/disk-store';
 import { FreshHitHook } from './fresh-hit.hook';
 import { ImageVariantPipe } from './image-variant.pipe';
 import { ImageController } from './image.controller';
-import { FreshnessPolicy } from './cache/freshness-policy';
 import { FailureMemory } from './cache/failure-memory';
 import { PurgeGenerations } from './cache/purge-generations';
 import { Prefetcher } from './cache/prefetcher';
@@ -28,6 +28,7 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
   providers: [
     CacheService,
     CacheEntries,
+    CacheUsage,
     LocalVariants,
     freshnessPolicyProvider,
     FailureMemory,
@@ -48,17 +49,15 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
     TierMetrics,
     FreshHitHook,
   ],
+  // What the other modules use: the façade and the admin's list, a read-only view of the
+  // tiers, the upstream's state, the query pipe and the clock; the tiers stay inside.
   exports: [
     CacheService,
     CacheEntries,
-    LocalVariants,
-    FreshnessPolicy,
-    Clock,
-    DiskStore,
+    CacheUsage,
     ImageVariantPipe,
-    MemoryTier,
     PicsumClient,
-    SharedTier,
+    Clock,
   ],
 })
 export class ImageModule {}

@@ -1,3 +1,4 @@
+import type { HeldVariant } from '../image/cache/cache-usage';
 import type { ImageInfo } from '../image/image-info';
 import type { RequestResult } from '../metrics/cache-metrics';
 
@@ -29,14 +30,7 @@ export interface StatusReport {
   /** How many variants this replica holds in memory or on disk. */
   readonly variantCount: number;
   /** The most recently used of them (at most 20): in memory first, then on disk. */
-  readonly variants: readonly VariantStatus[];
-}
-
-export interface VariantStatus {
-  readonly key: string;
-  readonly bytes: number;
-  readonly expiresAt: string;
-  readonly stale: boolean;
+  readonly variants: readonly HeldVariant[];
 }
 
 export interface TierUse {

@@ -1,16 +1,12 @@
 import { Injectable } from '@nestjs/common';
+import { CacheUsage, type TierUse } from '../image/cache/cache-usage';
 import { CacheService } from '../image/cache/cache.service';
 import { Clock } from '../image/cache/clock';
-import { DiskStore } from '../image/cache/disk-store';
-import { FreshnessPolicy } from '../image/cache/freshness-policy';
-import { LocalVariants } from '../image/cache/local-variants';
-import { MemoryTier } from '../image/cache/memory-tier';
-import { SharedTier } from '../image/cache/shared/shared-tier';
 import { imageInfoOf } from '../image/image-info';
 import { ImageVariantPipe } from '../image/image-variant.pipe';
 import { PicsumClient } from '../image/upstream/picsum.client';
 import { CacheMetrics } from '../metrics/cache-metrics';
-import type { StatusReport, VariantStatus } from './status-report';
+import type { StatusReport } from './status-report';
 
 /** The most recently used variants `GET /status` lists; the rest are only counted. */
 export const STATUS_VARIANTS_LISTED = 20;
@@ -27,14 +23,10 @@ export class StatusService {
 
   constructor(
     private readonly cache: CacheService,
-    private readonly memory: MemoryTier,
-    private readonly disk: DiskStore,
-    private readonly shared: SharedTier,
-    private readonly variants: LocalVariants,
+    private readonly usage: CacheUsage,
     private readonly client: PicsumClient,
     private readonly metrics: CacheMetrics,
     private readonly variantPipe: ImageVariantPipe,
-    private readonly policy: FreshnessPolicy,
     private readonly clock: Clock,
   ) {}
 
@@ -43,27 +35,19 @@ export class StatusService {
     const counts = this.metrics.requestCounts;
     const answered = counts.hit + counts.miss + counts.stale + counts.error;
     const upstream = this.client.state;
-    const sharedProblem = this.shared.problem;
+    const shared = this.usage.shared();
     const staleOnErrorAt = this.metrics.lastStaleOnErrorAt;
     return {
       now: new Date(this.clock.now()).toISOString(),
       startedAt: this.startedAt,
-      ttlSeconds: this.policy.ttlSeconds,
+      ttlSeconds: this.cache.ttlSeconds,
       image: image ? imageInfoOf(image, this.cache.freshness(image)) : null,
       requests: {
         ...counts,
         hitRatio: answered === 0 ? null : counts.hit / answered,
       },
-      memory: {
-        bytes: this.memory.bytes,
-        maxBytes: this.memory.maxBytes,
-        entries: this.memory.size,
-      },
-      disk: {
-        bytes: this.disk.usedBytes,
-        maxBytes: this.disk.maxBytes,
-        entries: this.disk.entryCount,
-      },
+      memory: tierUse(this.usage.memory()),
+      disk: tierUse(this.usage.disk()),
       upstream: {
         state: upstream.failingSince === null ? 'ok' : 'failing',
         failingSince:
@@ -77,37 +61,24 @@ export class StatusService {
           staleOnErrorAt >= upstream.failingSince,
       },
       sharedTier: {
-        state: !this.shared.enabled
+        state: !shared.enabled
           ? 'off'
-          : sharedProblem === undefined
+          : shared.problem === undefined
             ? 'connected'
             : 'unavailable',
-        problem: sharedProblem ?? null,
+        problem: shared.problem ?? null,
       },
-      variantCount: this.variants.count,
-      variants: this.recentVariants(),
+      variantCount: this.usage.variantCount,
+      variants: this.usage.recentVariants(STATUS_VARIANTS_LISTED),
     };
   }
+}
 
-  /** The most recently used variants in memory, then on disk, at most `STATUS_VARIANTS_LISTED`. */
-  private recentVariants(): VariantStatus[] {
-    const listed = new Map<string, VariantStatus>();
-    const list = (key: string, bytes: number, fetchedAt: number) => {
-      if (!listed.has(key) && listed.size < STATUS_VARIANTS_LISTED) {
-        listed.set(key, {
-          key,
-          bytes,
-          expiresAt: new Date(this.policy.expiresAt(fetchedAt)).toISOString(),
-          stale: this.policy.isStale(fetchedAt, this.clock.now()),
-        });
-      }
-    };
-    for (const image of this.memory.recent(STATUS_VARIANTS_LISTED)) {
-      list(image.key, image.body.length, image.fetchedAt);
-    }
-    for (const metadata of this.disk.recent(STATUS_VARIANTS_LISTED)) {
-      list(metadata.key, metadata.bytes, Date.parse(metadata.fetchedAt));
-    }
-    return [...listed.values()];
-  }
+/** A tier's use as the status page shows it (evictions are in the metrics). */
+function tierUse({
+  bytes,
+  maxBytes,
+  entries,
+}: TierUse): StatusReport['memory'] {
+  return { bytes, maxBytes, entries };
 }
