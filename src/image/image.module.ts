@@ -19,6 +19,12 @@ import { LocalVariants } from './cache/local-variants';
 import { MemoryTier } from './cache/memory-tier';
 import { PicsumClient } from './upstream/picsum.client';
 import { RedisConnection } from './cache/shared/redis-connection';
+import { ReplicaNotices } from './cache/shared/replica-notices';
+import { sharedCodecProvider } from './cache/shared/shared-codec.provider';
+import { SharedKeys } from './cache/shared/shared-keys';
+import { SharedLocks } from './cache/shared/shared-locks';
+import { SharedScan } from './cache/shared/shared-scan';
+import { SharedRejections } from './cache/shared/shared-rejections';
 import { SharedTier } from './cache/shared/shared-tier';
 import { TierMetrics } from './cache/tier-metrics';
 import { UpstreamLimiter } from './upstream/upstream-limiter';
@@ -43,6 +49,12 @@ import { UpstreamLimiter } from './upstream/upstream-limiter';
     MemoryTier,
     DiskStore,
     SharedTier,
+    SharedKeys,
+    sharedCodecProvider,
+    SharedRejections,
+    ReplicaNotices,
+    SharedLocks,
+    SharedScan,
     RedisConnection,
     Clock,
     ImageVariantPipe,

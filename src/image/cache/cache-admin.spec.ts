@@ -9,7 +9,7 @@ import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
 import type { Prefetcher } from './prefetcher';
 import { PurgeGenerations } from './purge-generations';
-import type { SharedTier } from './shared/shared-tier';
+import type { SharedScan } from './shared/shared-scan';
 
 describe(CacheAdmin.name, () => {
   let admin: CacheAdmin;
@@ -44,7 +44,7 @@ describe(CacheAdmin.name, () => {
     admin = new CacheAdmin(
       memory,
       disk as unknown as DiskStore,
-      shared as unknown as SharedTier,
+      shared as unknown as SharedScan,
       variants,
       failures as unknown as FailureMemory,
       prefetcher as unknown as Prefetcher,

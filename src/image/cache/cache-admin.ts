@@ -13,7 +13,7 @@ import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
 import { Prefetcher } from './prefetcher';
 import { PurgeGenerations } from './purge-generations';
-import { SharedTier } from './shared/shared-tier';
+import { SharedScan } from './shared/shared-scan';
 
 /** Variants a purge of every variant removes between two looks at what is left. */
 const PURGE_PAGE_SIZE = 500;
@@ -28,7 +28,7 @@ export class CacheAdmin {
   constructor(
     private readonly memory: MemoryTier,
     private readonly disk: DiskStore,
-    private readonly shared: SharedTier,
+    private readonly shared: SharedScan,
     private readonly variants: LocalVariants,
     private readonly failures: FailureMemory,
     private readonly prefetcher: Prefetcher,

@@ -12,7 +12,7 @@ import { FreshnessPolicy } from './freshness-policy';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
 import { FIRST_SCAN_POSITION } from './shared/redis-connection';
-import { type SharedEntry, SharedTier } from './shared/shared-tier';
+import { type SharedEntry, SharedScan } from './shared/shared-scan';
 import type { TierName } from './cache-model';
 
 export const DEFAULT_ENTRIES_LIMIT = 100;
@@ -76,7 +76,7 @@ export class CacheEntries {
     private readonly cache: CacheService,
     private readonly memory: MemoryTier,
     private readonly disk: DiskStore,
-    private readonly shared: SharedTier,
+    private readonly shared: SharedScan,
     private readonly variants: LocalVariants,
     private readonly policy: FreshnessPolicy,
     private readonly clock: Clock,
@@ -117,7 +117,7 @@ export class CacheEntries {
     position: { node: number; cursor: string },
     limit: number,
   ): Promise<EntriesPage> {
-    let page: Awaited<ReturnType<SharedTier['entriesPage']>>;
+    let page: Awaited<ReturnType<SharedScan['entriesPage']>>;
     try {
       page = await this.shared.entriesPage(position, limit);
     } catch (error) {

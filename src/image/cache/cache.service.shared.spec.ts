@@ -28,6 +28,12 @@ import { freshnessPolicyProvider } from './freshness-policy.provider';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
 import { RedisConnection } from './shared/redis-connection';
+import { ReplicaNotices } from './shared/replica-notices';
+import { sharedCodecProvider } from './shared/shared-codec.provider';
+import { SharedKeys } from './shared/shared-keys';
+import { SharedLocks } from './shared/shared-locks';
+import { SharedScan } from './shared/shared-scan';
+import { SharedRejections } from './shared/shared-rejections';
 import { SharedTier } from './shared/shared-tier';
 
 const TTL_SECONDS = 600;
@@ -69,6 +75,12 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
         CacheMetrics,
         UpstreamLimiter,
         SharedTier,
+        SharedKeys,
+        sharedCodecProvider,
+        SharedRejections,
+        ReplicaNotices,
+        SharedLocks,
+        SharedScan,
         RedisConnection,
         { provide: PicsumClient, useValue: { fetchImage } },
         {

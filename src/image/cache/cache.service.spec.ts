@@ -10,6 +10,12 @@ import { cacheConfig } from '../../config/cache.config';
 import { sharedCacheConfig } from '../../config/shared-cache.config';
 import { upstreamConfig } from '../../config/upstream.config';
 import { RedisConnection } from './shared/redis-connection';
+import { ReplicaNotices } from './shared/replica-notices';
+import { sharedCodecProvider } from './shared/shared-codec.provider';
+import { SharedKeys } from './shared/shared-keys';
+import { SharedLocks } from './shared/shared-locks';
+import { SharedScan } from './shared/shared-scan';
+import { SharedRejections } from './shared/shared-rejections';
 import { SharedTier } from './shared/shared-tier';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';
@@ -102,6 +108,12 @@ async function compileService(setup: ServiceSetup): Promise<CacheService> {
       { provide: PicsumClient, useValue: { fetchImage: setup.fetchImage } },
       { provide: DiskStore, useValue: setup.disk },
       SharedTier,
+      SharedKeys,
+      sharedCodecProvider,
+      SharedRejections,
+      ReplicaNotices,
+      SharedLocks,
+      SharedScan,
       RedisConnection,
       { provide: sharedCacheConfig.KEY, useValue: sharedCacheOff },
       { provide: Clock, useValue: setup.clock },

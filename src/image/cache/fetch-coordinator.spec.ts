@@ -12,6 +12,8 @@ import { FetchCoordinator } from './fetch-coordinator';
 import { FreshnessPolicy } from './freshness-policy';
 import type { Prefetcher } from './prefetcher';
 import { PurgeGenerations } from './purge-generations';
+import type { ReplicaNotices } from './shared/replica-notices';
+import type { SharedLocks } from './shared/shared-locks';
 import type { SharedTier } from './shared/shared-tier';
 import type { TierChain } from './tier-chain';
 
@@ -31,12 +33,12 @@ describe(FetchCoordinator.name, () => {
   let generations: PurgeGenerations;
   let coordinator: FetchCoordinator;
   const fetchImage = jest.fn<Promise<UpstreamImage>, []>();
-  const shared = {
+  const shared = { fetchedAt: jest.fn().mockResolvedValue(undefined) };
+  const locks = {
     lock: jest.fn().mockResolvedValue('unavailable'),
     unlock: jest.fn().mockResolvedValue(undefined),
-    waitForNotice: jest.fn().mockResolvedValue(false),
-    fetchedAt: jest.fn().mockResolvedValue(undefined),
   };
+  const notices = { waitForNotice: jest.fn().mockResolvedValue(false) };
   const tiers = {
     store: jest.fn().mockResolvedValue(undefined),
     freshFromShared: jest.fn().mockResolvedValue(undefined),
@@ -67,6 +69,8 @@ describe(FetchCoordinator.name, () => {
         queueTimeoutMs: 1000,
       } as ConstructorParameters<typeof UpstreamLimiter>[0]),
       shared as unknown as SharedTier,
+      locks as unknown as SharedLocks,
+      notices as unknown as ReplicaNotices,
       tiers as unknown as TierChain,
       failures as unknown as FailureMemory,
       prefetcher as unknown as Prefetcher,
@@ -135,8 +139,8 @@ describe(FetchCoordinator.name, () => {
 
   it("takes another replica's image once it is stored, while that replica holds the lock", async () => {
     const stored = cachedImageFromUpstream(KEY, upstreamImage(5), clock.now());
-    shared.lock.mockResolvedValue('held');
-    shared.waitForNotice.mockResolvedValueOnce(true);
+    locks.lock.mockResolvedValue('held');
+    notices.waitForNotice.mockResolvedValueOnce(true);
     tiers.freshFromShared.mockResolvedValueOnce(stored);
 
     const fetched = await coordinator.fetch(KEY, DEFAULT_VARIANT, 'a');
@@ -146,8 +150,8 @@ describe(FetchCoordinator.name, () => {
   });
 
   it('gives up waiting for another replica after the lock TTL plus the upstream timeout', async () => {
-    shared.lock.mockResolvedValue('held');
-    shared.waitForNotice.mockImplementation(
+    locks.lock.mockResolvedValue('held');
+    notices.waitForNotice.mockImplementation(
       () => new Promise((resolve) => setTimeout(() => resolve(false), 20)),
     );
 
@@ -159,7 +163,7 @@ describe(FetchCoordinator.name, () => {
   it('fetches under the lock, taking what the replica before it stored instead of fetching again', async () => {
     const lock = { key: 'image-cache:{1200x1200}:lock', token: 't' };
     const stored = cachedImageFromUpstream(KEY, upstreamImage(7), clock.now());
-    shared.lock.mockResolvedValue(lock);
+    locks.lock.mockResolvedValue(lock);
     shared.fetchedAt.mockResolvedValueOnce(stored.fetchedAt);
     tiers.freshFromShared.mockResolvedValueOnce(stored);
 
@@ -167,6 +171,6 @@ describe(FetchCoordinator.name, () => {
 
     expect(fetched).toMatchObject({ image: stored, byAnotherReplica: true });
     expect(fetchImage).not.toHaveBeenCalled();
-    expect(shared.unlock).toHaveBeenCalledWith(lock);
+    expect(locks.unlock).toHaveBeenCalledWith(lock);
   });
 });

@@ -21,6 +21,8 @@ import { FailureMemory } from './failure-memory';
 import { FreshnessPolicy } from './freshness-policy';
 import { Prefetcher } from './prefetcher';
 import { PurgeGenerations } from './purge-generations';
+import { ReplicaNotices } from './shared/replica-notices';
+import { SharedLocks } from './shared/shared-locks';
 import { SharedTier } from './shared/shared-tier';
 import { SingleFlight } from './single-flight';
 import { TierChain } from './tier-chain';
@@ -49,6 +51,8 @@ export class FetchCoordinator {
     private readonly client: PicsumClient,
     private readonly limiter: UpstreamLimiter,
     private readonly shared: SharedTier,
+    private readonly locks: SharedLocks,
+    private readonly notices: ReplicaNotices,
     private readonly tiers: TierChain,
     private readonly failures: FailureMemory,
     private readonly prefetcher: Prefetcher,
@@ -134,7 +138,7 @@ export class FetchCoordinator {
     const waitMs = this.sharedCache.lockTtlMs + this.upstream.timeoutMs;
     const giveUpAt = performance.now() + waitMs;
     for (;;) {
-      const lock = await this.shared.lock(key);
+      const lock = await this.locks.lock(key);
       if (lock === 'unavailable') {
         return this.fetchHere(key, variant, requestId, force);
       }
@@ -149,10 +153,10 @@ export class FetchCoordinator {
             ? { image: stored, byAnotherReplica: true }
             : await this.fetchHere(key, variant, requestId, force);
         } finally {
-          await this.shared.unlock(lock);
+          await this.locks.unlock(lock);
         }
       }
-      if (await this.shared.waitForNotice(key, LOCK_POLL_MS)) {
+      if (await this.notices.waitForNotice(key, LOCK_POLL_MS)) {
         const failure = this.failures.recent(key);
         if (failure) {
           throw failure; // the holder's fetch failed

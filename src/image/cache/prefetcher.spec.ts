@@ -12,6 +12,7 @@ import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
 import { Prefetcher } from './prefetcher';
 import { PurgeGenerations } from './purge-generations';
+import type { SharedLocks } from './shared/shared-locks';
 import type { SharedTier } from './shared/shared-tier';
 import type { TierChain } from './tier-chain';
 
@@ -37,10 +38,8 @@ describe(Prefetcher.name, () => {
   const fetchImage = jest.fn<Promise<UpstreamImage>, []>();
   const tiers = { store: jest.fn(), keepLocally: jest.fn() };
   const failures = { forget: jest.fn() };
-  const shared = {
-    enabled: false,
-    lock: jest.fn().mockResolvedValue('unavailable'),
-  };
+  const shared = { enabled: false };
+  const locks = { lock: jest.fn().mockResolvedValue('unavailable') };
 
   /** Lets the background prefetch run as far as it can. */
   async function settle(): Promise<void> {
@@ -75,6 +74,7 @@ describe(Prefetcher.name, () => {
       } as ConstructorParameters<typeof UpstreamLimiter>[0]),
       memory,
       shared as unknown as SharedTier,
+      locks as unknown as SharedLocks,
       tiers as unknown as TierChain,
       failures as unknown as FailureMemory,
       new FreshnessPolicy({

@@ -14,6 +14,7 @@ import { FreshnessPolicy } from './freshness-policy';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
 import { PurgeGenerations } from './purge-generations';
+import { SharedLocks } from './shared/shared-locks';
 import { SharedTier } from './shared/shared-tier';
 import { SingleFlight } from './single-flight';
 import { TierChain } from './tier-chain';
@@ -57,6 +58,7 @@ export class Prefetcher {
     private readonly limiter: UpstreamLimiter,
     private readonly memory: MemoryTier,
     private readonly shared: SharedTier,
+    private readonly locks: SharedLocks,
     private readonly tiers: TierChain,
     private readonly failures: FailureMemory,
     private readonly policy: FreshnessPolicy,
@@ -216,7 +218,7 @@ export class Prefetcher {
     startsAt: number,
   ): Promise<void> {
     const mark = this.generations.mark();
-    const lock = await this.shared.lock(key);
+    const lock = await this.locks.lock(key);
     if (lock === 'held') {
       // Not asked again on every hit: the holder's image comes through the shared tier.
       this.retryAt.set(key, this.clock.now() + PREFETCH_LOCK_RETRY_MS);
@@ -244,7 +246,7 @@ export class Prefetcher {
       await this.shared.saveNext(next);
     } finally {
       if (lock !== 'unavailable') {
-        await this.shared.unlock(lock);
+        await this.locks.unlock(lock);
       }
     }
   }

@@ -4,7 +4,7 @@ import type { Prefetcher } from './prefetcher';
 import { PurgeGenerations } from './purge-generations';
 import { ReplicaSync } from './replica-sync';
 import type { Notice } from './shared/shared-codec';
-import type { SharedTier } from './shared/shared-tier';
+import type { ReplicaNotices } from './shared/replica-notices';
 import type { TierChain } from './tier-chain';
 
 describe(ReplicaSync.name, () => {
@@ -18,11 +18,11 @@ describe(ReplicaSync.name, () => {
   beforeEach(() => {
     jest.clearAllMocks();
     generations = new PurgeGenerations();
-    const shared = {
+    const notices = {
       onNotice: (listener: (notice: Notice) => void) => (deliver = listener),
     };
     new ReplicaSync(
-      shared as unknown as SharedTier,
+      notices as unknown as ReplicaNotices,
       tiers as unknown as TierChain,
       failures as unknown as FailureMemory,
       prefetcher as unknown as Prefetcher,

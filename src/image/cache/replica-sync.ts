@@ -3,7 +3,7 @@ import { CacheAdmin } from './cache-admin';
 import { FailureMemory } from './failure-memory';
 import { Prefetcher } from './prefetcher';
 import { PurgeGenerations } from './purge-generations';
-import { SharedTier } from './shared/shared-tier';
+import { ReplicaNotices } from './shared/replica-notices';
 import { TierChain } from './tier-chain';
 
 /**
@@ -14,7 +14,7 @@ import { TierChain } from './tier-chain';
 @Injectable()
 export class ReplicaSync implements OnModuleInit {
   constructor(
-    private readonly shared: SharedTier,
+    private readonly notices: ReplicaNotices,
     private readonly tiers: TierChain,
     private readonly failures: FailureMemory,
     private readonly prefetcher: Prefetcher,
@@ -23,7 +23,7 @@ export class ReplicaSync implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
-    this.shared.onNotice((notice) => {
+    this.notices.onNotice((notice) => {
       if (notice.type === 'stored') {
         // Another replica stored a newer image: the local copy must not be served any more.
         // After an admin refresh (`replaces`), no copy is, whatever its fetch time says, and

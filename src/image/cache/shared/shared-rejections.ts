@@ -1,4 +1,4 @@
-import { Logger } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { LRUCache } from 'lru-cache';
 import {
   CacheMetrics,
@@ -13,6 +13,7 @@ const MAX_LOGGED_KEYS = 10_000;
  * logs it once per Redis key and kind, with the key: a bad value that every request reads again
  * until it is gone is one log line, not one per request.
  */
+@Injectable()
 export class SharedRejections {
   private readonly logger = new Logger('SharedTier');
   private readonly logged = new LRUCache<string, true>({

@@ -16,7 +16,12 @@ import { OUTAGE_RECOVERY_MS } from '../../../common/outage-log';
 import { createCachedImage, sha256Hex } from '../cached-image';
 import { RedisConnection } from './redis-connection';
 import { SharedCodec } from './shared-codec';
-import { type Notice, type SharedLock, SharedTier } from './shared-tier';
+import { ReplicaNotices } from './replica-notices';
+import { SharedKeys } from './shared-keys';
+import { SharedScan } from './shared-scan';
+import { type SharedLock, SharedLocks } from './shared-locks';
+import { SharedRejections } from './shared-rejections';
+import { type Notice, SharedTier } from './shared-tier';
 import type { CachedImage } from '../cache-model';
 
 const COMMAND_TIMEOUT_MS = 300;
@@ -54,10 +59,16 @@ describeWithRedis()(SharedTier.name, () => {
   let metrics: CacheMetrics;
   const opened: RedisConnection[] = [];
 
-  /** A replica's view of the shared tier: its own connection and identity. */
+  /** A replica's view of the shared tier: its own connection, identity, locks and notices. */
   async function openTier(
     overrides: { keyPrefix?: string; url?: string; password?: string } = {},
-  ): Promise<{ tier: SharedTier; connection: RedisConnection }> {
+  ): Promise<{
+    tier: SharedTier;
+    connection: RedisConnection;
+    locks: SharedLocks;
+    notices: ReplicaNotices;
+    scan: SharedScan;
+  }> {
     const config = {
       urls: [overrides.url ?? redis().url],
       cluster: false,
@@ -72,15 +83,29 @@ describeWithRedis()(SharedTier.name, () => {
     opened.push(connection);
     await connection.onModuleInit();
     await until(() => connection.available);
+    const keys = new SharedKeys(config);
+    const codec = new SharedCodec(
+      {
+        maxBodyBytes: MAX_BODY_BYTES,
+        maxRetryAfterMs: RETRY_AFTER_SECONDS * 1000,
+      },
+      () => clock.now(),
+    );
+    const rejections = new SharedRejections(metrics);
+    const notices = new ReplicaNotices(connection, keys, codec, rejections);
+    const locks = new SharedLocks(connection, keys, rejections, config);
     const tier = new SharedTier(
       connection,
       clock,
       config,
-      { maxBytes: MAX_BODY_BYTES, retryAfterSeconds: RETRY_AFTER_SECONDS },
-      metrics,
+      keys,
+      codec,
+      rejections,
+      notices,
     );
-    tier.onApplicationBootstrap();
-    return { tier, connection };
+    notices.onApplicationBootstrap();
+    const scan = new SharedScan(connection, keys, tier, notices);
+    return { tier, connection, locks, notices, scan };
   }
 
   beforeEach(() => {
@@ -204,9 +229,9 @@ describeWithRedis()(SharedTier.name, () => {
   });
 
   it('keeps a variant entry and its lock under one hash tag, below the key prefix', async () => {
-    const { tier } = await openTier({ keyPrefix: 'release-a:' });
+    const { tier, locks } = await openTier({ keyPrefix: 'release-a:' });
     await tier.save(cachedImageOf('10x10-grayscale', 'one', clock.now()));
-    await tier.lock('10x10-grayscale');
+    await locks.lock('10x10-grayscale');
 
     const keys = (await redis().cli('--raw', 'keys', '*')).split('\n').sort();
 
@@ -256,8 +281,8 @@ describeWithRedis()(SharedTier.name, () => {
   });
 
   it('gives a variant lock to one replica at a time, released only by its holder', async () => {
-    const first = (await openTier()).tier;
-    const second = (await openTier()).tier;
+    const first = (await openTier()).locks;
+    const second = (await openTier()).locks;
 
     const lock = (await first.lock('10x10')) as SharedLock;
     expect(typeof lock).toBe('object');
@@ -271,8 +296,8 @@ describeWithRedis()(SharedTier.name, () => {
   });
 
   it('lets another replica take a lock over once its holder stopped renewing it and it expired', async () => {
-    const first = (await openTier()).tier;
-    const second = (await openTier()).tier;
+    const first = (await openTier()).locks;
+    const second = (await openTier()).locks;
     const stale = (await first.lock('10x10')) as SharedLock;
 
     await new Promise((resolve) => setTimeout(resolve, LOCK_TTL_MS + 50));
@@ -284,12 +309,13 @@ describeWithRedis()(SharedTier.name, () => {
   });
 
   it('tells the other replicas, not itself, that an image was stored or a fetch failed, and wakes who waits for it', async () => {
-    const storing = (await openTier()).tier;
-    const other = (await openTier()).tier;
+    const storingReplica = await openTier();
+    const storing = storingReplica.tier;
+    const other = (await openTier()).notices;
     const seenByOther: Notice[] = [];
     const seenByStoring: Notice[] = [];
     other.onNotice((notice) => seenByOther.push(notice));
-    storing.onNotice((notice) => seenByStoring.push(notice));
+    storingReplica.notices.onNotice((notice) => seenByStoring.push(notice));
     const image = cachedImageOf('10x10', 'one', clock.now());
     await until(async () =>
       (await redis().cli('pubsub', 'numsub', 'test:notices')).endsWith('2'),
@@ -328,14 +354,14 @@ describeWithRedis()(SharedTier.name, () => {
   it('answers within REDIS_COMMAND_TIMEOUT_MS while Redis hangs, then not at all for a pause, and recovers', async () => {
     const error = jest.spyOn(Logger.prototype, 'error').mockImplementation();
     const log = jest.spyOn(Logger.prototype, 'log').mockImplementation();
-    const { tier, connection } = await openTier();
+    const { tier, connection, locks } = await openTier();
     await tier.save(cachedImageOf('10x10', 'one', clock.now()));
 
     redis().signal('SIGSTOP');
     try {
       const [hung, hungMs] = await timed(() => tier.load('10x10'));
       const [paused, pausedMs] = await timed(() => tier.load('10x10'));
-      const [lock, lockMs] = await timed(() => tier.lock('10x10'));
+      const [lock, lockMs] = await timed(() => locks.lock('10x10'));
 
       expect(hung).toBeUndefined();
       expect(hungMs).toBeLessThan(COMMAND_TIMEOUT_MS + 200);
@@ -558,7 +584,7 @@ describeWithRedis()(SharedTier.name, () => {
     it('ignores a notice that fails validation, counting it: a failure never remembered past the retry window', async () => {
       jest.spyOn(Logger.prototype, 'warn').mockImplementation();
       // A channel of its own: no subscriber of an earlier test is counted as this one.
-      const listening = (await openTier({ keyPrefix: 'strict:' })).tier;
+      const listening = (await openTier({ keyPrefix: 'strict:' })).notices;
       const seen: Notice[] = [];
       listening.onNotice((notice) => seen.push(notice));
       await until(async () =>
@@ -598,14 +624,14 @@ describeWithRedis()(SharedTier.name, () => {
 
     it('takes over a lock left without an expiry, or with one longer than a lock may have, and counts it', async () => {
       jest.spyOn(Logger.prototype, 'warn').mockImplementation();
-      const { tier } = await openTier();
+      const { locks } = await openTier();
       await write('test:{10x10}:lock', 'forever');
       await write('test:{20x20}:lock', 'too long', LOCK_TTL_MS * 100);
       await write('test:{30x30}:lock', 'a replica’s', LOCK_TTL_MS);
 
-      const forever = await tier.lock('10x10');
-      const tooLong = await tier.lock('20x20');
-      const held = await tier.lock('30x30');
+      const forever = await locks.lock('10x10');
+      const tooLong = await locks.lock('20x20');
+      const held = await locks.lock('30x30');
       const ttlMs = Number(await redis().cli('pttl', 'test:{10x10}:lock'));
 
       expect(forever).toHaveProperty('token');
@@ -617,17 +643,17 @@ describeWithRedis()(SharedTier.name, () => {
     });
 
     it('purges a variant’s lock with its entry, and every lock with everything', async () => {
-      const { tier } = await openTier();
+      const { tier, scan } = await openTier();
       await tier.save(cachedImageOf('10x10', 'one', clock.now()));
       await write('test:{10x10}:lock', 'forever');
       await write('test:{20x20}:lock', 'forever');
       await write('test:{30x30}:failed', 'junk', 5000);
 
-      await tier.purge('10x10');
+      await scan.purge('10x10');
       const afterOne = (await redis().cli('--raw', 'keys', '*'))
         .split('\n')
         .sort();
-      await tier.purge(null);
+      await scan.purge(null);
       const afterAll = await redis().cli('--raw', 'keys', '*');
 
       expect(afterOne).toEqual(['test:{20x20}:lock', 'test:{30x30}:failed']);
