@@ -2,6 +2,7 @@ import { get as httpGet } from 'node:http';
 import request from 'supertest';
 import type { App } from 'supertest/types';
 import { FakePicsum } from './fake-picsum/fake-picsum.server';
+import { waitFor } from './support/http-get';
 import { startTestApp, type TestApp } from './support/test-app';
 
 const TOKEN = 'test-admin-token-0123456789abcdef0123456789';
@@ -269,7 +270,7 @@ describe('the admin API (AppModule against a local fake Picsum)', () => {
     await request(http).get('/image').expect(200);
     service!.clock.advanceSeconds(600 - 30);
     await request(http).get('/image').expect(200); // starts the prefetch
-    await waitFor(() => upstream.fetches === 2);
+    await waitFor(() => upstream.fetches === 2, 5000);
 
     const listed = await waitForEntries(
       (entries) => entries[0]?.next !== undefined,
@@ -324,21 +325,5 @@ function statusFrom(
         response.on('end', () => resolve(response.statusCode ?? 0));
       },
     ).on('error', reject);
-  });
-}
-
-function waitFor(condition: () => boolean): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + 5000;
-    const check = () => {
-      if (condition()) {
-        resolve();
-      } else if (Date.now() > deadline) {
-        reject(new Error('condition not met in time'));
-      } else {
-        setTimeout(check, 10);
-      }
-    };
-    check();
   });
 }

@@ -1,8 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { performance } from 'node:perf_hooks';
-import { completeJpeg } from '../../../test/support/cached-image-of';
 import { FakeClock } from '../../../test/support/fake-clock';
+import { upstreamImage } from '../../../test/support/upstream-image';
 import { DEFAULT_VARIANT } from '../../../test/support/variants';
 import {
   describeWithRedis,
@@ -12,40 +12,14 @@ import { cacheConfig } from '../../config/cache.config';
 import { sharedCacheConfig } from '../../config/shared-cache.config';
 import { upstreamConfig } from '../../config/upstream.config';
 import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
-import { UpstreamLimiter } from '../upstream/upstream-limiter';
+import { CACHE_PROVIDERS } from './cache.providers';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';
 import { DiskStore } from './disk-store';
 import { CacheMetrics } from '../../metrics/cache-metrics';
-import { FailureMemory } from './failure-memory';
-import { PurgeGenerations } from './purge-generations';
-import { Prefetcher } from './prefetcher';
-import { FetchCoordinator } from './fetch-coordinator';
-import { CacheAdmin } from './cache-admin';
-import { ReplicaSync } from './replica-sync';
-import { TierChain } from './tier-chain';
-import { freshnessPolicyProvider } from './freshness-policy.provider';
-import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
-import { RedisConnection } from './shared/redis-connection';
-import { ReplicaNotices } from './shared/replica-notices';
-import { sharedCodecProvider } from './shared/shared-codec.provider';
-import { SharedKeys } from './shared/shared-keys';
-import { SharedLocks } from './shared/shared-locks';
-import { SharedScan } from './shared/shared-scan';
-import { SharedRejections } from './shared/shared-rejections';
-import { SharedTier } from './shared/shared-tier';
 
 const TTL_SECONDS = 600;
-
-function upstreamImage(id: number): UpstreamImage {
-  return {
-    body: completeJpeg(`image ${id}`),
-    contentType: 'image/jpeg',
-    picsumId: String(id),
-    source: `http://upstream/id/${id}/1200/1200.jpg`,
-  };
-}
 
 /**
  * CacheService with its shared tier on a real redis-server: several "replicas" (services with
@@ -61,27 +35,8 @@ describeWithRedis()(`${CacheService.name} with a shared tier`, () => {
   async function startReplica(): Promise<CacheService> {
     const moduleRef = await Test.createTestingModule({
       providers: [
-        CacheService,
-        MemoryTier,
-        LocalVariants,
-        freshnessPolicyProvider,
-        FailureMemory,
-        TierChain,
-        Prefetcher,
-        FetchCoordinator,
-        CacheAdmin,
-        ReplicaSync,
-        PurgeGenerations,
+        ...CACHE_PROVIDERS,
         CacheMetrics,
-        UpstreamLimiter,
-        SharedTier,
-        SharedKeys,
-        sharedCodecProvider,
-        SharedRejections,
-        ReplicaNotices,
-        SharedLocks,
-        SharedScan,
-        RedisConnection,
         { provide: PicsumClient, useValue: { fetchImage } },
         {
           provide: DiskStore,

@@ -9,31 +9,13 @@ import { DEFAULT_VARIANT } from '../../../test/support/variants';
 import { cacheConfig } from '../../config/cache.config';
 import { sharedCacheConfig } from '../../config/shared-cache.config';
 import { upstreamConfig } from '../../config/upstream.config';
-import { RedisConnection } from './shared/redis-connection';
-import { ReplicaNotices } from './shared/replica-notices';
-import { sharedCodecProvider } from './shared/shared-codec.provider';
-import { SharedKeys } from './shared/shared-keys';
-import { SharedLocks } from './shared/shared-locks';
-import { SharedScan } from './shared/shared-scan';
-import { SharedRejections } from './shared/shared-rejections';
-import { SharedTier } from './shared/shared-tier';
+import { CACHE_PROVIDERS } from './cache.providers';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';
 import { DiskStore, type StoredMetadata } from './disk-store';
 import { CacheMetrics } from '../../metrics/cache-metrics';
-import { FailureMemory } from './failure-memory';
-import { PurgeGenerations } from './purge-generations';
-import { Prefetcher } from './prefetcher';
-import { FetchCoordinator } from './fetch-coordinator';
-import { CacheAdmin } from './cache-admin';
-import { ReplicaSync } from './replica-sync';
-import { TierChain } from './tier-chain';
-import { freshnessPolicyProvider } from './freshness-policy.provider';
-import { LocalVariants } from './local-variants';
-import { MemoryTier } from './memory-tier';
 import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
-import { UpstreamLimiter } from '../upstream/upstream-limiter';
 
 const TTL_SECONDS = 600;
 const RETRY_AFTER_SECONDS = 10;
@@ -92,29 +74,10 @@ interface ServiceSetup {
 async function compileService(setup: ServiceSetup): Promise<CacheService> {
   const moduleRef = await Test.createTestingModule({
     providers: [
-      CacheService,
-      MemoryTier,
-      LocalVariants,
-      freshnessPolicyProvider,
-      FailureMemory,
-      TierChain,
-      Prefetcher,
-      FetchCoordinator,
-      CacheAdmin,
-      ReplicaSync,
-      PurgeGenerations,
+      ...CACHE_PROVIDERS,
       CacheMetrics,
-      UpstreamLimiter,
       { provide: PicsumClient, useValue: { fetchImage: setup.fetchImage } },
       { provide: DiskStore, useValue: setup.disk },
-      SharedTier,
-      SharedKeys,
-      sharedCodecProvider,
-      SharedRejections,
-      ReplicaNotices,
-      SharedLocks,
-      SharedScan,
-      RedisConnection,
       { provide: sharedCacheConfig.KEY, useValue: sharedCacheOff },
       { provide: Clock, useValue: setup.clock },
       {

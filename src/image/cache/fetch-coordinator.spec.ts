@@ -1,6 +1,6 @@
 import { GatewayTimeoutException } from '@nestjs/common';
-import { completeJpeg } from '../../../test/support/cached-image-of';
 import { FakeClock } from '../../../test/support/fake-clock';
+import { upstreamImage } from '../../../test/support/upstream-image';
 import { DEFAULT_VARIANT } from '../../../test/support/variants';
 import type { PicsumClient, UpstreamImage } from '../upstream/picsum.client';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
@@ -18,15 +18,6 @@ import type { SharedTier } from './shared/shared-tier';
 import type { TierChain } from './tier-chain';
 
 const KEY = '1200x1200';
-
-function upstreamImage(id: number): UpstreamImage {
-  return {
-    body: completeJpeg(`image ${id}`),
-    contentType: 'image/jpeg',
-    picsumId: String(id),
-    source: `http://upstream/id/${id}/1200/1200.jpg`,
-  };
-}
 
 describe(FetchCoordinator.name, () => {
   let clock: FakeClock;

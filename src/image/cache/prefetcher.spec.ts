@@ -1,6 +1,6 @@
 import { BadGatewayException, Logger } from '@nestjs/common';
-import { completeJpeg } from '../../../test/support/cached-image-of';
 import { FakeClock } from '../../../test/support/fake-clock';
+import { upstreamImage } from '../../../test/support/upstream-image';
 import { DEFAULT_VARIANT } from '../../../test/support/variants';
 import type { PicsumClient, UpstreamImage } from '../upstream/picsum.client';
 import { UpstreamLimiter } from '../upstream/upstream-limiter';
@@ -19,15 +19,6 @@ import type { TierChain } from './tier-chain';
 const TTL_SECONDS = 600;
 const PREFETCH_SECONDS = 60;
 const KEY = '1200x1200';
-
-function upstreamImage(id: number): UpstreamImage {
-  return {
-    body: completeJpeg(`image ${id}`),
-    contentType: 'image/jpeg',
-    picsumId: String(id),
-    source: `http://upstream/id/${id}/1200/1200.jpg`,
-  };
-}
 
 describe(Prefetcher.name, () => {
   let clock: FakeClock;
