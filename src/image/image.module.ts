@@ -4,7 +4,7 @@ import { CACHE_PROVIDERS } from './cache/cache.providers';
 import { CacheUsage } from './cache/cache-usage';
 import { CacheService } from './cache/cache.service';
 import { Clock } from './cache/clock';
-import { DiskStore } from './cache/disk-store';
+import { DiskStore } from './cache/disk/disk-store';
 import { TierMetrics } from './cache/tier-metrics';
 import { FreshHitHook } from './fresh-hit.hook';
 import { ImageVariantPipe } from './image-variant.pipe';

@@ -1,7 +1,7 @@
 import { Test } from '@nestjs/testing';
 import { cacheConfig } from '../../src/config/cache.config';
 import { Clock } from '../../src/image/cache/clock';
-import { DiskStore } from '../../src/image/cache/disk-store';
+import { DiskStore } from '../../src/image/cache/disk/disk-store';
 import { LocalVariants } from '../../src/image/cache/local-variants';
 import type { FakeClock } from './fake-clock';
 

@@ -2,7 +2,7 @@ import { NotFoundException, ServiceUnavailableException } from '@nestjs/common';
 import { cachedImageOf } from '../../../test/support/cached-image-of';
 import { DEFAULT_VARIANT } from '../../../test/support/variants';
 import { CacheAdmin } from './cache-admin';
-import type { DiskStore } from './disk-store';
+import type { DiskStore } from './disk/disk-store';
 import type { FailureMemory } from './failure-memory';
 import type { FetchCoordinator } from './fetch-coordinator';
 import { LocalVariants } from './local-variants';

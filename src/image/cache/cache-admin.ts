@@ -6,7 +6,7 @@ import {
 import { errorMessage } from '../../common/error-message';
 import { type ImageVariant, variantKey } from '../image-variant';
 import type { CachedImage } from './cache-model';
-import { DiskStore } from './disk-store';
+import { DiskStore } from './disk/disk-store';
 import { FailureMemory } from './failure-memory';
 import { FetchCoordinator } from './fetch-coordinator';
 import { LocalVariants } from './local-variants';

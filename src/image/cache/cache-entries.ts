@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { errorMessage } from '../../common/error-message';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';
-import { DiskStore } from './disk-store';
+import { DiskStore } from './disk/disk-store';
 import { FreshnessPolicy } from './freshness-policy';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';

@@ -15,7 +15,7 @@ import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
 import { CACHE_PROVIDERS } from './cache.providers';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';
-import { DiskStore } from './disk-store';
+import { DiskStore } from './disk/disk-store';
 import { CacheMetrics } from '../../metrics/cache-metrics';
 import { MemoryTier } from './memory-tier';
 

@@ -12,7 +12,7 @@ import { upstreamConfig } from '../../config/upstream.config';
 import { CACHE_PROVIDERS } from './cache.providers';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';
-import { DiskStore, type StoredMetadata } from './disk-store';
+import { DiskStore, type StoredMetadata } from './disk/disk-store';
 import { CacheMetrics } from '../../metrics/cache-metrics';
 import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';

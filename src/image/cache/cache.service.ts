@@ -19,7 +19,7 @@ import type {
   Freshness,
 } from './cache-model';
 import { Clock } from './clock';
-import { DiskStore, type StoredMetadata } from './disk-store';
+import { DiskStore, type StoredMetadata } from './disk/disk-store';
 import { FailureMemory } from './failure-memory';
 import { FetchCoordinator, toHttpException } from './fetch-coordinator';
 import { FreshnessPolicy } from './freshness-policy';

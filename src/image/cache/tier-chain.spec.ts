@@ -1,7 +1,7 @@
 import { cachedImageOf } from '../../../test/support/cached-image-of';
 import { FakeClock } from '../../../test/support/fake-clock';
 import type { CachedImage } from './cache-model';
-import type { DiskStore } from './disk-store';
+import type { DiskStore } from './disk/disk-store';
 import { FreshnessPolicy } from './freshness-policy';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';

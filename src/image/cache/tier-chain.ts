@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { CachedImage, TierName } from './cache-model';
 import type { CacheTier } from './cache-tier';
 import { Clock } from './clock';
-import { DiskStore } from './disk-store';
+import { DiskStore } from './disk/disk-store';
 import { FreshnessPolicy } from './freshness-policy';
 import { MemoryTier } from './memory-tier';
 import { PurgeGenerations } from './purge-generations';

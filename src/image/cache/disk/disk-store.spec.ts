@@ -15,11 +15,11 @@ import { join } from 'node:path';
 import {
   cachedImageOf,
   JPEG_START,
-} from '../../../test/support/cached-image-of';
-import { diskUsage } from '../../../test/support/disk-usage';
-import { FakeClock } from '../../../test/support/fake-clock';
-import { openDiskStore } from '../../../test/support/open-disk-store';
-import { createCachedImage, sha256Hex } from './cached-image';
+} from '../../../../test/support/cached-image-of';
+import { diskUsage } from '../../../../test/support/disk-usage';
+import { FakeClock } from '../../../../test/support/fake-clock';
+import { openDiskStore } from '../../../../test/support/open-disk-store';
+import { createCachedImage, sha256Hex } from '../cached-image';
 import { DiskStore } from './disk-store';
 
 const CHECK_INTERVAL_MS = 5000;

@@ -1,17 +1,17 @@
 import { Logger } from '@nestjs/common';
 import { mkdir, readdir, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { diskUsage } from '../../../test/support/disk-usage';
-import { FakeClock } from '../../../test/support/fake-clock';
-import { openDiskStore } from '../../../test/support/open-disk-store';
+import { diskUsage } from '../../../../test/support/disk-usage';
+import { FakeClock } from '../../../../test/support/fake-clock';
+import { openDiskStore } from '../../../../test/support/open-disk-store';
 import {
   mountTmpfs,
   type Tmpfs,
   tmpfsUnavailable,
-} from '../../../test/support/tmpfs';
-import { createCachedImage, sha256Hex } from './cached-image';
+} from '../../../../test/support/tmpfs';
+import { createCachedImage, sha256Hex } from '../cached-image';
 import { DiskStore } from './disk-store';
-import type { CachedImage } from './cache-model';
+import type { CachedImage } from '../cache-model';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;

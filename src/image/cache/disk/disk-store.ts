@@ -23,14 +23,14 @@ import {
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { errorMessage } from '../../common/error-message';
-import { OutageLog } from '../../common/outage-log';
-import { cacheConfig } from '../../config/cache.config';
-import { restoreCachedImage, sha256Hex } from './cached-image';
-import type { CacheTier } from './cache-tier';
-import { Clock } from './clock';
-import { LocalVariants } from './local-variants';
-import type { CachedImage } from './cache-model';
+import { errorMessage } from '../../../common/error-message';
+import { OutageLog } from '../../../common/outage-log';
+import { cacheConfig } from '../../../config/cache.config';
+import { restoreCachedImage, sha256Hex } from '../cached-image';
+import type { CacheTier } from '../cache-tier';
+import { Clock } from '../clock';
+import { LocalVariants } from '../local-variants';
+import type { CachedImage } from '../cache-model';
 
 const METADATA_SUFFIX = '.meta.json';
 const BODY_SUFFIX = '.img';
