@@ -1,7 +1,7 @@
 import { TerminusModule } from '@nestjs/terminus';
 import { Test } from '@nestjs/testing';
 import { CacheUsage } from '../image/cache/cache-usage';
-import type { DiskStatus } from '../image/cache/disk/disk-store';
+import type { DiskStatus } from '../image/cache/disk/disk-health';
 import { CacheStorageHealthIndicator } from './cache-storage.health';
 
 describe(CacheStorageHealthIndicator.name, () => {

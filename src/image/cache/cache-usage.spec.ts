@@ -1,7 +1,8 @@
 import { cachedImageOf } from '../../../test/support/cached-image-of';
 import { FakeClock } from '../../../test/support/fake-clock';
 import { CacheUsage } from './cache-usage';
-import type { DiskStore, StoredMetadata } from './disk/disk-store';
+import type { StoredMetadata } from './disk/disk-entry-format';
+import type { DiskStore } from './disk/disk-store';
 import { FreshnessPolicy } from './freshness-policy';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { Clock } from './clock';
-import { type DiskStatus, DiskStore } from './disk/disk-store';
+import type { DiskStatus } from './disk/disk-health';
+import { DiskStore } from './disk/disk-store';
 import { FreshnessPolicy } from './freshness-policy';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';

@@ -19,7 +19,8 @@ import type {
   Freshness,
 } from './cache-model';
 import { Clock } from './clock';
-import { DiskStore, type StoredMetadata } from './disk/disk-store';
+import type { StoredMetadata } from './disk/disk-entry-format';
+import { DiskStore } from './disk/disk-store';
 import { FailureMemory } from './failure-memory';
 import { FetchCoordinator, toHttpException } from './fetch-coordinator';
 import { FreshnessPolicy } from './freshness-policy';
