@@ -1,4 +1,7 @@
+import { HttpModule } from '@nestjs/axios';
 import { Module } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { upstreamConfig } from '../config/upstream.config';
 import { CacheEntries } from './cache/cache-entries';
 import { CACHE_PROVIDERS } from './cache/cache.providers';
 import { CacheUsage } from './cache/cache-usage';
@@ -10,8 +13,16 @@ import { FreshHitHook } from './fresh-hit.hook';
 import { ImageVariantPipe } from './image-variant.pipe';
 import { ImageController } from './image.controller';
 import { PicsumClient } from './upstream/picsum.client';
+import { upstreamHttpOptions } from './upstream/upstream-http.options';
 
 @Module({
+  imports: [
+    HttpModule.registerAsync({
+      inject: [upstreamConfig.KEY],
+      useFactory: (config: ConfigType<typeof upstreamConfig>) =>
+        upstreamHttpOptions(config),
+    }),
+  ],
   controllers: [ImageController],
   providers: [
     ...CACHE_PROVIDERS,

@@ -1,4 +1,4 @@
-import type { UpstreamImage } from '../../src/image/upstream/picsum.client';
+import type { UpstreamImage } from '../../src/image/upstream/upstream-reply';
 import { completeJpeg } from './cached-image-of';
 
 /** What the upstream client returns for Picsum's image `id`: a complete (tiny) JPEG. */

@@ -11,7 +11,8 @@ import {
 import { cacheConfig } from '../../config/cache.config';
 import { sharedCacheConfig } from '../../config/shared-cache.config';
 import { upstreamConfig } from '../../config/upstream.config';
-import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
+import { PicsumClient } from '../upstream/picsum.client';
+import type { UpstreamImage } from '../upstream/upstream-reply';
 import { CACHE_PROVIDERS } from './cache.providers';
 import { CacheService } from './cache.service';
 import { Clock } from './clock';

@@ -15,7 +15,8 @@ import { Clock } from './clock';
 import type { StoredMetadata } from './disk/disk-entry-format';
 import { DiskStore } from './disk/disk-store';
 import { CacheMetrics } from '../../metrics/cache-metrics';
-import { PicsumClient, type UpstreamImage } from '../upstream/picsum.client';
+import { PicsumClient } from '../upstream/picsum.client';
+import type { UpstreamImage } from '../upstream/upstream-reply';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
 
 const TTL_SECONDS = 600;

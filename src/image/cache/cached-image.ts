@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { CONTENT_TYPES, detectImageFormat } from '../upstream/image-signature';
 import { isValidPicsumId } from '../upstream/picsum-id';
-import type { UpstreamImage } from '../upstream/picsum.client';
+import type { UpstreamImage } from '../upstream/upstream-reply';
 import type { CachedImage } from './cache-model';
 
 /** Builds the in-memory entry, deriving what is served from the stored facts once. */

@@ -1,11 +1,20 @@
+import { HttpModule, HttpService } from '@nestjs/axios';
 import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
+import {
+  AxiosHeaders,
+  type AxiosRequestConfig,
+  type AxiosResponse,
+} from 'axios';
+import { type Observable, of } from 'rxjs';
+import { completeJpeg } from '../../../test/support/cached-image-of';
 import { FakePicsum } from '../../../test/fake-picsum/fake-picsum.server';
 import { freePort } from '../../../test/support/free-port';
 import { upstreamConfig } from '../../config/upstream.config';
 import type { ImageVariant } from '../image-variant';
 import { CacheMetrics } from '../../metrics/cache-metrics';
 import { PicsumClient, upstreamPath } from './picsum.client';
+import { upstreamHttpOptions } from './upstream-http.options';
 
 /** The deadline of the timeout tests: short, so they run fast. */
 const SHORT_TIMEOUT_MS = 300;
@@ -17,6 +26,11 @@ async function createClient(
   extraRedirectHosts: string[] = [],
 ): Promise<PicsumClient> {
   const moduleRef = await Test.createTestingModule({
+    imports: [
+      HttpModule.register(
+        upstreamHttpOptions({ timeoutMs, maxBytes: 256 * 1024 }),
+      ),
+    ],
     providers: [
       PicsumClient,
       CacheMetrics,
@@ -231,6 +245,91 @@ describe(PicsumClient.name, () => {
     );
     await expect(fetching).rejects.toMatchObject({
       cause: expect.stringMatching(/ECONNREFUSED 127\.0\.0\.1:\d+/) as unknown,
+    });
+  });
+});
+
+describe(`${PicsumClient.name} with HttpService replaced`, () => {
+  const variant: ImageVariant = {
+    width: 300,
+    height: 200,
+    grayscale: false,
+    blur: 0,
+    format: 'jpg',
+  };
+
+  type Get = jest.Mock<
+    Observable<AxiosResponse<Buffer>>,
+    [string, AxiosRequestConfig?]
+  >;
+
+  async function clientOver(get: Get): Promise<PicsumClient> {
+    const moduleRef = await Test.createTestingModule({
+      providers: [
+        PicsumClient,
+        CacheMetrics,
+        { provide: HttpService, useValue: { get } },
+        {
+          provide: upstreamConfig.KEY,
+          useValue: {
+            baseUrl: 'http://upstream.test',
+            timeoutMs: 1000,
+            maxBytes: 1024,
+            allowedRedirectHosts: new Set(['upstream.test']),
+          },
+        },
+      ],
+    }).compile();
+    return moduleRef.get(PicsumClient);
+  }
+
+  function redirectTo(location: string): Observable<AxiosResponse<Buffer>> {
+    return of({
+      status: 302,
+      statusText: 'Found',
+      headers: { location },
+      data: Buffer.alloc(0),
+      config: { headers: new AxiosHeaders() },
+    });
+  }
+
+  it('follows at most 5 redirects, each under the deadline of the whole fetch', async () => {
+    const get: Get = jest.fn((url: string) => redirectTo(`${url}/again`));
+    const client = await clientOver(get);
+
+    await expect(client.fetchImage(variant)).rejects.toThrow(
+      /redirected more than 5 times$/,
+    );
+    expect(get).toHaveBeenCalledTimes(6);
+    const signals = get.mock.calls.map(([, config]) => config?.signal);
+    expect(signals[0]).toBeInstanceOf(AbortSignal);
+    expect(new Set(signals).size).toBe(1);
+  });
+
+  it('asks for the variant’s path on the upstream, then where it redirects', async () => {
+    const get: Get = jest
+      .fn<Observable<AxiosResponse<Buffer>>, [string, AxiosRequestConfig?]>()
+      .mockReturnValueOnce(redirectTo('/id/7/300/200.jpg'))
+      .mockReturnValueOnce(
+        of({
+          status: 200,
+          statusText: 'OK',
+          headers: { 'content-type': 'image/jpeg', 'picsum-id': '7' },
+          data: completeJpeg('pixels'),
+          config: { headers: new AxiosHeaders() },
+        }),
+      );
+    const client = await clientOver(get);
+
+    const image = await client.fetchImage(variant);
+
+    expect(get.mock.calls.map(([url]) => url)).toEqual([
+      'http://upstream.test/300/200',
+      'http://upstream.test/id/7/300/200.jpg',
+    ]);
+    expect(image).toMatchObject({
+      picsumId: '7',
+      source: 'http://upstream.test/id/7/300/200.jpg',
     });
   });
 });
