@@ -19,8 +19,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakePicsum } from '../test/fake-picsum/fake-picsum.server';
 import { sleep } from '../test/support/http-get';
-import { LOAD_CPU, SERVER_CPU, startService } from './servers';
-import { runWrkScript } from './wrk';
+import { LOAD_CPU, SERVER_CPU, startService } from './lib/servers';
+import { runWrkScript } from './lib/wrk';
 
 const TTL_SECONDS = 8;
 const UPSTREAM_DELAY_MS = 300;

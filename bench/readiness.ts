@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakePicsum } from '../test/fake-picsum/fake-picsum.server';
-import { startService } from './servers';
+import { startService } from './lib/servers';
 
 const PROBES_PER_SECOND = 700;
 const MISSES = 40;

@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakePicsum } from '../test/fake-picsum/fake-picsum.server';
+import { DEFAULT_REFERENCE, referenceBuild } from './lib/reference-build';
 import { diskUsage } from '../test/support/disk-usage';
 import { RedisServer } from '../test/support/redis-server';
 import {
@@ -22,7 +23,7 @@ import {
   renderReport,
   type SharedTierCost,
   type StampedeResult,
-} from './report';
+} from './lib/report';
 import {
   type BenchServer,
   LOAD_CPU,
@@ -32,8 +33,8 @@ import {
   startNodeAnchor,
   startService,
   startVarnish,
-} from './servers';
-import { type LoadResult, type RequestMix, runWrk, zipfMix } from './wrk';
+} from './lib/servers';
+import { type LoadResult, type RequestMix, runWrk, zipfMix } from './lib/wrk';
 
 export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 export const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -315,6 +316,18 @@ async function coldMissLatency(
     upstream.baseUrl,
     join(work, 'cold'),
   );
+  const referenceRef = process.env.BENCH_REFERENCE ?? DEFAULT_REFERENCE;
+  const referenceRoot =
+    referenceRef === 'none' ? undefined : referenceBuild(referenceRef, log);
+  const reference = referenceRoot
+    ? await startService(
+        `${SERVICE} (cold, ${referenceRef})`,
+        upstream.baseUrl,
+        join(work, 'cold-reference'),
+        {},
+        referenceRoot,
+      )
+    : undefined;
   const timed = async (url: string) => {
     const started = performance.now();
     const response = await fetch(url);
@@ -327,32 +340,48 @@ async function coldMissLatency(
   try {
     const direct: number[] = [];
     const viaService: number[] = [];
+    const viaReference: number[] = [];
     for (let i = 0; i < COLD_MISSES; i++) {
       const [width, height] = [4000 + i, 600];
       const directUrl = `${upstream.baseUrl}/${width}/${height}`;
       await timed(directUrl); // renders the image in the fake
-      const serviceUrl = `${service.url}/image?width=${width}&height=${height}`;
-      if (i % 2 === 0) {
-        direct.push(await timed(directUrl));
-        viaService.push(await timed(serviceUrl));
-      } else {
-        viaService.push(await timed(serviceUrl));
-        direct.push(await timed(directUrl));
+      const query = `/image?width=${width}&height=${height}`;
+      const sides: Array<[number[], string]> = [
+        [direct, directUrl],
+        [viaService, `${service.url}${query}`],
+        ...(reference
+          ? [[viaReference, `${reference.url}${query}`] as [number[], string]]
+          : []),
+      ];
+      // Each side first, second and last in turn, so none always gets a warmer upstream.
+      for (let turn = 0; turn < sides.length; turn++) {
+        const [samples, url] = sides[(i + turn) % sides.length];
+        samples.push(await timed(url));
       }
     }
-    const result = {
+    const result: ColdMissLatency = {
       requests: COLD_MISSES,
       directMedianMs: percentile(direct, 0.5),
       directP99Ms: percentile(direct, 0.99),
       serviceMedianMs: percentile(viaService, 0.5),
       serviceP99Ms: percentile(viaService, 0.99),
+      ...(reference
+        ? {
+            reference: {
+              commit: referenceRef,
+              medianMs: percentile(viaReference, 0.5),
+              p99Ms: percentile(viaReference, 0.99),
+            },
+          }
+        : {}),
     };
     log(
-      `cold miss: median ${result.serviceMedianMs.toFixed(2)} ms vs ${result.directMedianMs.toFixed(2)} ms direct`,
+      `cold miss: median ${result.serviceMedianMs.toFixed(2)} ms vs ${result.directMedianMs.toFixed(2)} ms direct${result.reference ? `, ${result.reference.medianMs.toFixed(2)} ms on ${referenceRef}` : ''}`,
     );
     return result;
   } finally {
     await service.stop();
+    await reference?.stop();
   }
 }
 

@@ -18,8 +18,8 @@ import { FakePicsum } from '../test/fake-picsum/fake-picsum.server';
 import { cachedImageOf } from '../test/support/cached-image-of';
 import { FakeClock } from '../test/support/fake-clock';
 import { openDiskStore } from '../test/support/open-disk-store';
-import { SERVER_CPU, startService } from './servers';
-import { type LoadResult, parseWrk, runWrkScript } from './wrk';
+import { SERVER_CPU, startService } from './lib/servers';
+import { type LoadResult, parseWrk, runWrkScript } from './lib/wrk';
 
 const VARIANTS = 50_000;
 const ROUNDS = 3;

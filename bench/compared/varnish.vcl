@@ -1,7 +1,7 @@
 vcl 4.1;
 # Varnish as a cache in front of the fake Picsum: one of the benchmark's references. malloc
 # storage, grace on, every thread on the one CPU the benchmark gives it. Placeholders in {{...}}
-# are filled by bench/servers.ts.
+# are filled by bench/lib/servers.ts.
 
 # Picsum's API (/{w}/{h}, answered with a 302) and its image host, where the 302 points.
 backend api { .host = "127.0.0.1"; .port = "{{API_PORT}}"; }

@@ -7,9 +7,9 @@ import {
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
-import { freePort } from '../test/support/free-port';
+import { freePort } from '../../test/support/free-port';
 
-export const ROOT = join(__dirname, '..');
+export const ROOT = join(__dirname, '..', '..');
 /** The CPU every server under test runs on, alone; wrk and this runner take the other one. */
 export const SERVER_CPU = '1';
 export const LOAD_CPU = '0';
@@ -38,9 +38,11 @@ export async function startService(
   upstream: string,
   cacheDir: string,
   env: Record<string, string> = {},
+  /** Where the built service is: this checkout, or a reference build of another commit. */
+  root = ROOT,
 ): Promise<BenchServer> {
   const port = await freePort();
-  const child = pinned(process.execPath, [join(ROOT, 'dist', 'main.js')], {
+  const child = pinned(process.execPath, [join(root, 'dist', 'main.js')], {
     env: {
       PATH: process.env.PATH,
       NODE_ENV: 'production',
@@ -70,14 +72,14 @@ export async function startNaive(
   const port = await freePort();
   return startTypeScript(
     'naive (Nest on Express, disk)',
-    join('bench', 'naive', 'main.ts'),
+    join('bench', 'compared', 'naive', 'main.ts'),
     port,
     { NAIVE_UPSTREAM: upstream, NAIVE_DIR: cacheDir, NAIVE_PORT: String(port) },
   );
 }
 
 /**
- * nginx from Debian as a proxy_cache, one worker process, configured by bench/nginx.conf, its
+ * nginx from Debian as a proxy_cache, one worker process, configured by bench/compared/nginx.conf, its
  * cache bounded by `maxSize` (nginx's own syntax, e.g. `128m`).
  */
 export async function startNginx(
@@ -104,7 +106,7 @@ export async function startNginx(
     mkdirSync(join(prefix, name), { recursive: true });
     chmodSync(join(prefix, name), 0o777);
   }
-  const config = readFileSync(join(ROOT, 'bench', 'nginx.conf'), 'utf8')
+  const config = readFileSync(join(ROOT, 'bench', 'compared', 'nginx.conf'), 'utf8')
     .replaceAll('{{PREFIX}}', prefix)
     .replaceAll('{{PORT}}', String(port))
     .replaceAll('{{UPSTREAM_PORT}}', String(upstreamPort))
@@ -118,7 +120,7 @@ export async function startNginx(
 }
 
 /**
- * Varnish from Debian, configured by bench/varnish.vcl: `malloc` storage, grace on, one thread
+ * Varnish from Debian, configured by bench/compared/varnish.vcl: `malloc` storage, grace on, one thread
  * pool, all its processes on the server CPU. `apiPort` and `imagePort` are the fake Picsum's.
  */
 export async function startVarnish(
@@ -132,7 +134,7 @@ export async function startVarnish(
     mkdirSync(directory, { recursive: true });
     chmodSync(directory, 0o755);
   }
-  const vcl = readFileSync(join(ROOT, 'bench', 'varnish.vcl'), 'utf8')
+  const vcl = readFileSync(join(ROOT, 'bench', 'compared', 'varnish.vcl'), 'utf8')
     .replaceAll('{{API_PORT}}', String(apiPort))
     .replaceAll('{{IMAGE_PORT}}', String(imagePort));
   const vclFile = join(workDir, 'default.vcl');
@@ -161,14 +163,14 @@ export async function startVarnish(
 }
 
 /**
- * The plain `node:http` anchor (bench/anchors/node-http.ts), answering with the headers and
+ * The plain `node:http` anchor (bench/compared/node-http.ts), answering with the headers and
  * body of `replyFile` (JSON: `{ headers, bodyFile }`).
  */
 export async function startNodeAnchor(replyFile: string): Promise<BenchServer> {
   const port = await freePort();
   return startTypeScript(
     'node:http (one Buffer)',
-    join('bench', 'anchors', 'node-http.ts'),
+    join('bench', 'compared', 'node-http.ts'),
     port,
     { ANCHOR_REPLY: replyFile, ANCHOR_PORT: String(port) },
   );

@@ -22,6 +22,12 @@ export interface ColdMissLatency {
   readonly directP99Ms: number;
   readonly serviceMedianMs: number;
   readonly serviceP99Ms: number;
+  /** The same misses, in the same run, on the service built from an earlier commit. */
+  readonly reference?: {
+    readonly commit: string;
+    readonly medianMs: number;
+    readonly p99Ms: number;
+  };
 }
 
 export interface OverBudgetRun {
@@ -108,7 +114,11 @@ export function renderReport(results: BenchResults): string {
   const cold = results.coldMiss;
   lines.push(
     '',
-    `**Cold misses** (${cold.requests} distinct variants, each requested once, one at a time, from a fresh service; against the same \`/{w}/{h}\` from the fake Picsum directly, redirect followed): median ${cold.serviceMedianMs.toFixed(2)} ms against ${cold.directMedianMs.toFixed(2)} ms direct, ${signed(cold.serviceMedianMs - cold.directMedianMs)} ms added; p99 ${cold.serviceP99Ms.toFixed(2)} ms against ${cold.directP99Ms.toFixed(2)} ms, ${signed(cold.serviceP99Ms - cold.directP99Ms)} ms added.`,
+    `**Cold misses** (${cold.requests} distinct variants, each requested once, one at a time, from a fresh service; against the same \`/{w}/{h}\` from the fake Picsum directly, redirect followed): median ${cold.serviceMedianMs.toFixed(2)} ms against ${cold.directMedianMs.toFixed(2)} ms direct, ${signed(cold.serviceMedianMs - cold.directMedianMs)} ms added; p99 ${cold.serviceP99Ms.toFixed(2)} ms against ${cold.directP99Ms.toFixed(2)} ms, ${signed(cold.serviceP99Ms - cold.directP99Ms)} ms added.${
+      cold.reference
+        ? ` Before the upstream client moved to \`HttpService\` of \`@nestjs/axios\` (commit ${cold.reference.commit}, undici; the same misses, interleaved): median ${cold.reference.medianMs.toFixed(2)} ms, ${signed(cold.reference.medianMs - cold.directMedianMs)} ms added; p99 ${cold.reference.p99Ms.toFixed(2)} ms. The change costs ${signed(cold.serviceMedianMs - cold.reference.medianMs)} ms per miss at the median.`
+        : ''
+    }`,
     '',
     `**Over budget** (1000 variants, about 200 MB, uniform, 16 connections, ${settings.seconds * 2} s per run, two runs each in alternating order; the service with ${settings.overBudgetMemory} of memory and ${settings.overBudgetDisk} of disk, nginx with \`max_size=128m\`; disk usage sampled every 20 ms):`,
     '',
