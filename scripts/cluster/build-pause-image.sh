@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pod sandbox ("pause") image from pause/pause.c, as a scratch image holding one
 # static binary, and saves it as an OCI archive: `bash build-pause-image.sh <archive>`.
-# The node has no registry to pull registry.k8s.io/pause from; containerd's sandbox_image
+# The node has no registry to pull the upstream pause image from; containerd's sandbox_image
 # names this one (localhost/image-cache-pause:1).
 set -euo pipefail
 source "$(dirname "$0")/../podman/env.sh"
