@@ -106,7 +106,10 @@ export async function startNginx(
     mkdirSync(join(prefix, name), { recursive: true });
     chmodSync(join(prefix, name), 0o777);
   }
-  const config = readFileSync(join(ROOT, 'bench', 'compared', 'nginx.conf'), 'utf8')
+  const config = readFileSync(
+    join(ROOT, 'bench', 'compared', 'nginx.conf'),
+    'utf8',
+  )
     .replaceAll('{{PREFIX}}', prefix)
     .replaceAll('{{PORT}}', String(port))
     .replaceAll('{{UPSTREAM_PORT}}', String(upstreamPort))
@@ -134,7 +137,10 @@ export async function startVarnish(
     mkdirSync(directory, { recursive: true });
     chmodSync(directory, 0o755);
   }
-  const vcl = readFileSync(join(ROOT, 'bench', 'compared', 'varnish.vcl'), 'utf8')
+  const vcl = readFileSync(
+    join(ROOT, 'bench', 'compared', 'varnish.vcl'),
+    'utf8',
+  )
     .replaceAll('{{API_PORT}}', String(apiPort))
     .replaceAll('{{IMAGE_PORT}}', String(imagePort));
   const vclFile = join(workDir, 'default.vcl');
