@@ -1,6 +1,6 @@
 import type { HeldVariant } from '../image/cache/cache-usage';
 import type { ImageInfo } from '../image/image-info';
-import type { RequestResult } from '../metrics/cache-metrics';
+import type { RequestResult } from '../metrics/metric-labels';
 
 /** The body of `GET /status`: what the status page shows, and nothing secret. */
 export interface StatusReport {

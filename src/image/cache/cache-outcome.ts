@@ -1,4 +1,4 @@
-import type { AnsweredRequest } from '../../metrics/cache-metrics';
+import type { AnsweredRequest } from '../../metrics/metric-labels';
 import type { CacheOutcome, CacheStatus, TierName } from './cache-model';
 
 /** The name this cache gives itself in `Cache-Status` (RFC 9211). */

@@ -7,72 +7,24 @@ import {
 } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { performance } from 'node:perf_hooks';
-import {
-  createClient,
-  createCluster,
-  RESP_TYPES,
-  type RedisClientOptions,
-  TimeoutError,
-} from 'redis';
+import { TimeoutError } from 'redis';
 import { errorMessage } from '../../../common/error-message';
 import { OutageLog } from '../../../common/outage-log';
 import { sharedCacheConfig } from '../../../config/shared-cache.config';
+import {
+  type ClusterNodes,
+  createRedisClient,
+  MAX_RECONNECT_DELAY_MS,
+  type RedisClient,
+  type RedisCommands,
+  type ScannedNode,
+  withDeadline,
+} from './redis-client';
 
 /** After a command timed out (a hung Redis), no command is sent for this long, then one tries again. */
 const PAUSE_AFTER_TIMEOUT_MS = 1000;
 /** How long start-up waits for the first connection, so the first requests can use the shared tier. */
 const STARTUP_CONNECT_WAIT_MS = 3000;
-/** Longest wait between two attempts to reconnect. */
-const MAX_RECONNECT_DELAY_MS = 1000;
-
-/** The commands the shared tier sends, the same on a standalone Redis and on a cluster. */
-export interface RedisCommands {
-  get(key: string): Promise<Buffer | null>;
-  getRange(key: string, start: number, end: number): Promise<Buffer>;
-  pTTL(key: string): Promise<number>;
-  set(
-    key: string,
-    value: Buffer | string,
-    options: {
-      condition?: 'NX';
-      expiration: { type: 'PX'; value: number };
-    },
-  ): Promise<string | null>;
-  eval(
-    script: string,
-    options: { keys: string[]; arguments: (string | Buffer)[] },
-  ): Promise<unknown>;
-  publish(channel: string, message: string): Promise<number>;
-  del(keys: string[]): Promise<number>;
-}
-
-/** One node's keyspace, walked with SCAN. */
-interface ScannedNode {
-  scan(
-    cursor: string,
-    options: { MATCH: string; COUNT: number },
-  ): Promise<{ cursor: string | Buffer; keys: (string | Buffer)[] }>;
-}
-
-/** What a cluster client adds: its masters, each a node to scan. */
-interface ClusterNodes {
-  readonly masters: readonly unknown[];
-  nodeClient(node: unknown): Promise<ScannedNode>;
-}
-
-/** A client that is a standalone Redis or a cluster, as far as this class needs to know. */
-interface Client extends RedisCommands {
-  readonly isReady: boolean;
-  connect(): Promise<unknown>;
-  destroy(): void;
-  on(event: 'error', listener: (error: Error) => void): unknown;
-  on(event: 'ready', listener: () => void): unknown;
-  subscribe(
-    channel: string,
-    listener: (message: string) => void,
-  ): Promise<void>;
-  duplicate(): Client;
-}
 
 /** Where a SCAN walk stands: the master it is on (always 0 on a standalone Redis) and SCAN's cursor there. */
 export interface ScanPosition {
@@ -102,8 +54,8 @@ export class RedisUnavailableError extends Error {
 export class RedisConnection implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger('SharedTier');
   private readonly outage: OutageLog;
-  private client?: Client;
-  private subscriber?: Client;
+  private client?: RedisClient;
+  private subscriber?: RedisClient;
   private pausedUntil = -Infinity;
   /** Why the last command failed, while no command has worked since (what readiness shows). */
   private lastFailure?: string;
@@ -243,7 +195,7 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
     if (!client) {
       return;
     }
-    let listening: Client = client;
+    let listening: RedisClient = client;
     if (!this.config.cluster) {
       listening = this.subscriber = client.duplicate();
       listening.on('error', () => undefined); // the command connection reports the outage
@@ -256,62 +208,8 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
     });
   }
 
-  private recordFailure(reason: string): void {
-    this.lastFailure = reason;
-    this.outage.failed(reason);
-  }
-
-  private createClient(): Client {
-    const { password, commandTimeoutMs } = this.config;
-    // node-redis lets a URL's password win over the `password` option: REDIS_PASSWORD must win.
-    const urls =
-      password === undefined
-        ? this.config.urls
-        : this.config.urls.map(withoutPassword);
-    const socket = {
-      connectTimeout: commandTimeoutMs,
-      reconnectStrategy: (retries: number) =>
-        this.closing
-          ? false
-          : Math.min(50 * 2 ** retries, MAX_RECONNECT_DELAY_MS),
-    };
-    const options = {
-      disableOfflineQueue: true,
-      commandOptions: {
-        timeout: commandTimeoutMs,
-        typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer },
-      },
-    } satisfies RedisClientOptions;
-    let client: Client;
-    if (this.config.cluster) {
-      // Nodes found through the seeds take credentials and TLS from the first seed URL.
-      const seed = new URL(urls[0]);
-      client = createCluster({
-        rootNodes: urls.map((url) => ({ url })),
-        defaults: {
-          ...options,
-          ...(seed.username
-            ? { username: decodeURIComponent(seed.username) }
-            : {}),
-          password:
-            password ??
-            (seed.password ? decodeURIComponent(seed.password) : undefined),
-          socket: {
-            ...socket,
-            ...(seed.protocol === 'rediss:' ? { tls: true } : {}),
-          },
-        },
-        commandOptions: options.commandOptions,
-      }) as unknown as Client;
-    } else {
-      client = createClient({
-        ...options,
-        url: urls[0],
-        // Overrides the URL's password.
-        ...(password === undefined ? {} : { password }),
-        socket,
-      }) as unknown as Client;
-    }
+  private createClient(): RedisClient {
+    const client = createRedisClient(this.config, () => this.closing);
     client.on('error', (error) => {
       if (!this.closing) {
         this.recordFailure(errorMessage(error));
@@ -325,8 +223,13 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
     return client;
   }
 
+  private recordFailure(reason: string): void {
+    this.lastFailure = reason;
+    this.outage.failed(reason);
+  }
+
   /** Resolves once connected, trying again every second while the first connection fails. */
-  private async connect(client: Client): Promise<void> {
+  private async connect(client: RedisClient): Promise<void> {
     if (await this.untilDone(() => client.connect())) {
       this.logger.log(`Shared tier on Redis at ${this.config.displayName}`);
     }
@@ -351,24 +254,4 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
     }
     return false;
   }
-}
-
-function withoutPassword(text: string): string {
-  const url = new URL(text);
-  url.password = '';
-  return url.toString();
-}
-
-/**
- * `reply`, or a `TimeoutError` after `ms`. node-redis' own command timeout covers only the
- * wait to be written, not the wait for the reply, which a hung server never sends; the reply
- * that comes late is dropped.
- */
-function withDeadline<T>(reply: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError()), ms);
-  });
-  reply.catch(() => undefined); // rejected once the connection closes, after the deadline
-  return Promise.race([reply, deadline]).finally(() => clearTimeout(timer));
 }

@@ -1,9 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { LRUCache } from 'lru-cache';
-import {
-  CacheMetrics,
-  type SharedRejectedKind,
-} from '../../../metrics/cache-metrics';
+import { CacheMetrics } from '../../../metrics/cache-metrics';
+import type { SharedRejectedKind } from '../../../metrics/metric-labels';
 
 /** Keys whose rejection was logged, remembered at once: a flood of bad keys cannot grow memory. */
 const MAX_LOGGED_KEYS = 10_000;
