@@ -3,7 +3,7 @@
  * service runs alone on SERVER_CPU; wrk (a C client, so no garbage collector of the client's
  * own is measured) and this runner with the fake upstream on LOAD_CPU. Each round starts a
  * service with a TTL of 8 s and `CACHE_PREFETCH_SECONDS=4` in front of an upstream that takes
- * 300 ms per fetch, then, counting from the first image's fetch:
+ * 300 ms per request (600 ms per fetch: the redirect, then the image), then, counting from the first image's fetch:
  *
  * - from 0.5 s to 3.5 s, one connection sends `GET /image` every 10 ms: the hit path's p99;
  * - from 3.6 s, for 24 s (three TTLs, across the expiries at 8, 16 and 24 s and the prefetches
@@ -23,6 +23,7 @@ import { LOAD_CPU, SERVER_CPU, startService } from './lib/servers';
 import { runWrkScript } from './lib/wrk';
 
 const TTL_SECONDS = 8;
+/** Per request to the fake: a fetch makes two, the redirect and the image. */
 const UPSTREAM_DELAY_MS = 300;
 const GAP_MS = 10;
 const ROUNDS = 3;
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
   const script = join(work, 'stream.lua');
   writeFileSync(script, STREAM_SCRIPT);
   process.stdout.write(
-    `service on CPU ${SERVER_CPU}; wrk, this runner and the fake upstream on CPU ${LOAD_CPU}. TTL ${TTL_SECONDS} s, upstream ${UPSTREAM_DELAY_MS} ms per fetch, one request every ${GAP_MS} ms\n`,
+    `service on CPU ${SERVER_CPU}; wrk, this runner and the fake upstream on CPU ${LOAD_CPU}. TTL ${TTL_SECONDS} s, upstream ${UPSTREAM_DELAY_MS} ms per request (${2 * UPSTREAM_DELAY_MS} ms per fetch), one request every ${GAP_MS} ms\n`,
   );
   let met = true;
   try {

@@ -14,8 +14,8 @@ export interface StatusReport {
   readonly requests: Readonly<Record<RequestResult, number>> & {
     readonly hitRatio: number | null;
   };
-  readonly memory: TierUse;
-  readonly disk: TierUse;
+  readonly memory: ReportedTierUse;
+  readonly disk: ReportedTierUse;
   readonly upstream: {
     readonly state: 'ok' | 'failing';
     readonly failingSince: string | null;
@@ -33,7 +33,8 @@ export interface StatusReport {
   readonly variants: readonly HeldVariant[];
 }
 
-export interface TierUse {
+/** A tier's use as the status page shows it (its evictions are in the metrics). */
+export interface ReportedTierUse {
   readonly bytes: number;
   readonly maxBytes: number;
   readonly entries: number;

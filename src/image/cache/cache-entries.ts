@@ -5,12 +5,12 @@ import {
 } from '@nestjs/common';
 import { z } from 'zod';
 import { errorMessage } from '../../common/error-message';
-import { CacheService } from './cache.service';
 import { Clock } from './clock';
 import { DiskStore } from './disk/disk-store';
 import { FreshnessPolicy } from './freshness-policy';
 import { LocalVariants } from './local-variants';
 import { MemoryTier } from './memory-tier';
+import { Prefetcher } from './prefetcher';
 import { FIRST_SCAN_POSITION } from './shared/redis-connection';
 import { type SharedEntry, SharedScan } from './shared/shared-scan';
 import type { TierName } from './cache-model';
@@ -73,7 +73,7 @@ interface Found {
 @Injectable()
 export class CacheEntries {
   constructor(
-    private readonly cache: CacheService,
+    private readonly prefetcher: Prefetcher,
     private readonly memory: MemoryTier,
     private readonly disk: DiskStore,
     private readonly shared: SharedScan,
@@ -172,7 +172,7 @@ export class CacheEntries {
     if (shared?.bytes !== undefined && shared.fetchedAt !== undefined) {
       current = add(current, shared.bytes, shared.fetchedAt, 'shared');
     }
-    const heldHere = this.cache.heldNext(key);
+    const heldHere = this.prefetcher.held(key);
     if (heldHere) {
       next = add(next, heldHere.body.length, heldHere.fetchedAt, 'memory');
     }

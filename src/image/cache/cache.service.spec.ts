@@ -3,7 +3,7 @@ import {
   GatewayTimeoutException,
   Logger,
 } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
+import { Test, type TestingModule } from '@nestjs/testing';
 import { FakeClock } from '../../../test/support/fake-clock';
 import { DEFAULT_VARIANT } from '../../../test/support/variants';
 import { cacheConfig } from '../../config/cache.config';
@@ -15,6 +15,7 @@ import { Clock } from './clock';
 import type { StoredMetadata } from './disk/disk-entry-format';
 import { DiskStore } from './disk/disk-store';
 import { CacheMetrics } from '../../metrics/cache-metrics';
+import { Prefetcher } from './prefetcher';
 import { PicsumClient } from '../upstream/picsum.client';
 import type { UpstreamImage } from '../upstream/upstream-reply';
 import { UpstreamBusyException } from '../upstream/upstream-busy.exception';
@@ -73,6 +74,9 @@ interface ServiceSetup {
 }
 
 /** A CacheService on a real memory tier and limiter, with the upstream and disk replaced. */
+/** The module `compileService` compiled last, to reach the units behind the façade. */
+let compiled: TestingModule;
+
 async function compileService(setup: ServiceSetup): Promise<CacheService> {
   const moduleRef = await Test.createTestingModule({
     providers: [
@@ -107,6 +111,7 @@ async function compileService(setup: ServiceSetup): Promise<CacheService> {
       },
     ],
   }).compile();
+  compiled = moduleRef;
   return moduleRef.get(CacheService);
 }
 
@@ -902,7 +907,7 @@ describe(`${CacheService.name} purge and refresh`, () => {
 
     expect((await afterPurge).status).toBe('MISS');
     expect((await afterPurge).image.picsumId).toBe('3');
-    expect(service.heldNext('1200x1200')).toBeUndefined();
+    expect(compiled.get(Prefetcher).held('1200x1200')).toBeUndefined();
   });
 
   it('a refresh wins over the fetch already running: that one stores nothing, the refreshed image is current', async () => {

@@ -188,11 +188,6 @@ export class CacheService implements OnModuleInit, OnModuleDestroy {
     return this.policy.ttlSeconds;
   }
 
-  /** The prefetched image held here for `key`, without counting as a use. */
-  heldNext(key: string): CachedImage | undefined {
-    return this.prefetcher.held(key);
-  }
-
   /** The cached image for `variant`, fresh or stale, without ever calling the upstream. */
   async peek(variant: ImageVariant): Promise<CachedImage | undefined> {
     const key = variantKey(variant);

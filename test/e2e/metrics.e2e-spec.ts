@@ -1,13 +1,13 @@
 import request from 'supertest';
 import type { App } from 'supertest/types';
-import { FakePicsum } from './fake-picsum/fake-picsum.server';
+import { FakePicsum } from '../fake-picsum/fake-picsum.server';
 import {
   parseExposition,
   promtoolCheckMetrics,
   type Sample,
   sampleValue,
-} from './support/prometheus-text';
-import { startTestApp, type TestApp } from './support/test-app';
+} from '../support/prometheus-text';
+import { startTestApp, type TestApp } from '../support/test-app';
 
 const TTL_SECONDS = 600;
 

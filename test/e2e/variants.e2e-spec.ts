@@ -1,8 +1,8 @@
 import request from 'supertest';
 import type { App } from 'supertest/types';
-import { FakePicsum } from './fake-picsum/fake-picsum.server';
-import { diskUsage } from './support/disk-usage';
-import { makeCacheDir, startTestApp, type TestApp } from './support/test-app';
+import { FakePicsum } from '../fake-picsum/fake-picsum.server';
+import { diskUsage } from '../support/disk-usage';
+import { makeCacheDir, startTestApp, type TestApp } from '../support/test-app';
 
 const MIB = 1024 * 1024;
 

@@ -1,14 +1,14 @@
 import { rm } from 'node:fs/promises';
 import { createClient, RESP_TYPES } from 'redis';
-import { FakePicsum } from './fake-picsum/fake-picsum.server';
-import { get, type Reply, sleep, waitFor } from './support/http-get';
+import { FakePicsum } from '../fake-picsum/fake-picsum.server';
+import { get, type Reply, sleep, waitFor } from '../support/http-get';
 import {
   describeWithRedis,
   RedisCluster,
   useRedisServer,
-} from './support/redis-server';
-import { ServiceProcess } from './support/service-process';
-import { makeCacheDir } from './support/test-app';
+} from '../support/redis-server';
+import { ServiceProcess } from '../support/service-process';
+import { makeCacheDir } from '../support/test-app';
 
 const REQUESTS_PER_REPLICA = 30;
 const COMMAND_TIMEOUT_MS = 300;

@@ -2,11 +2,11 @@ import { Agent, get } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FakePicsum } from './fake-picsum/fake-picsum.server';
-import { residentBytes } from './support/process-memory';
-import { ServiceProcess } from './support/service-process';
-import { establishedPeers } from './support/tcp-connections';
-import { makeCacheDir } from './support/test-app';
+import { FakePicsum } from '../fake-picsum/fake-picsum.server';
+import { residentBytes } from '../support/process-memory';
+import { ServiceProcess } from '../support/service-process';
+import { establishedPeers } from '../support/tcp-connections';
+import { makeCacheDir } from '../support/test-app';
 
 const MIB = 1024 * 1024;
 
@@ -86,7 +86,7 @@ describe('connections to the service process (dist/main.js)', () => {
       [
         '--expose-gc',
         '--require',
-        join(__dirname, 'support', 'gc-on-signal.js'),
+        join(__dirname, '..', 'support', 'gc-on-signal.js'),
       ],
     );
     /**

@@ -2,8 +2,8 @@ import { readdir, rm } from 'node:fs/promises';
 import { get } from 'node:http';
 import request from 'supertest';
 import type { App } from 'supertest/types';
-import { FakePicsum } from './fake-picsum/fake-picsum.server';
-import { startTestApp, type TestApp } from './support/test-app';
+import { FakePicsum } from '../fake-picsum/fake-picsum.server';
+import { startTestApp, type TestApp } from '../support/test-app';
 
 const TTL_SECONDS = 600;
 const RETRY_AFTER_SECONDS = 10;

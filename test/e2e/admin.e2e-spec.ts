@@ -1,9 +1,9 @@
 import { get as httpGet } from 'node:http';
 import request from 'supertest';
 import type { App } from 'supertest/types';
-import { FakePicsum } from './fake-picsum/fake-picsum.server';
-import { waitFor } from './support/http-get';
-import { startTestApp, type TestApp } from './support/test-app';
+import { FakePicsum } from '../fake-picsum/fake-picsum.server';
+import { waitFor } from '../support/http-get';
+import { startTestApp, type TestApp } from '../support/test-app';
 
 const TOKEN = 'test-admin-token-0123456789abcdef0123456789';
 const BEARER = `Bearer ${TOKEN}`;

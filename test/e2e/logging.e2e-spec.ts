@@ -1,8 +1,8 @@
 import { rm } from 'node:fs/promises';
-import { FakePicsum } from './fake-picsum/fake-picsum.server';
-import { describeWithRedis, RedisServer } from './support/redis-server';
-import { ServiceProcess } from './support/service-process';
-import { makeCacheDir } from './support/test-app';
+import { FakePicsum } from '../fake-picsum/fake-picsum.server';
+import { describeWithRedis, RedisServer } from '../support/redis-server';
+import { ServiceProcess } from '../support/service-process';
+import { makeCacheDir } from '../support/test-app';
 
 /** One JSON log line as the service writes it in production. */
 interface LogLine {

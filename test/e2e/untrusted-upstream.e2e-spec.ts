@@ -1,9 +1,9 @@
 import { readdir } from 'node:fs/promises';
 import request from 'supertest';
 import type { App } from 'supertest/types';
-import { FakePicsum } from './fake-picsum/fake-picsum.server';
-import { freePort } from './support/free-port';
-import { startTestApp, type TestApp } from './support/test-app';
+import { FakePicsum } from '../fake-picsum/fake-picsum.server';
+import { freePort } from '../support/free-port';
+import { startTestApp, type TestApp } from '../support/test-app';
 
 const TTL_SECONDS = 600;
 const IMAGE_CSP = "default-src 'none'; sandbox";

@@ -1,7 +1,7 @@
 import type { Browser, Page } from 'playwright-core';
-import { FakePicsum } from './fake-picsum/fake-picsum.server';
-import { describeWithChromium, launchChromium } from './support/chromium';
-import { startTestApp, type TestApp } from './support/test-app';
+import { FakePicsum } from '../fake-picsum/fake-picsum.server';
+import { describeWithChromium, launchChromium } from '../support/chromium';
+import { startTestApp, type TestApp } from '../support/test-app';
 
 const TTL_SECONDS = 600;
 

@@ -3,13 +3,13 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { FakePicsum } from './fake-picsum/fake-picsum.server';
-import { describeWithChromium, launchChromium } from './support/chromium';
-import { ServiceProcess } from './support/service-process';
-import { makeCacheDir } from './support/test-app';
+import { FakePicsum } from '../fake-picsum/fake-picsum.server';
+import { describeWithChromium, launchChromium } from '../support/chromium';
+import { ServiceProcess } from '../support/service-process';
+import { makeCacheDir } from '../support/test-app';
 
 /** Where the screenshots go; `/test-output` is ignored by git. */
-const OUTPUT_DIR = join(__dirname, '..', 'test-output');
+const OUTPUT_DIR = join(__dirname, '..', '..', 'test-output');
 const TOKEN = 'status-page-admin-token-0123456789abcdef';
 
 /** Seconds in a countdown such as `9:58` or `1:02:03`. */

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { Agent, get as httpGet } from 'node:http';
 import { join } from 'node:path';
-import { FakePicsum } from './fake-picsum/fake-picsum.server';
-import { ServiceProcess } from './support/service-process';
-import { makeCacheDir } from './support/test-app';
+import { FakePicsum } from '../fake-picsum/fake-picsum.server';
+import { ServiceProcess } from '../support/service-process';
+import { makeCacheDir } from '../support/test-app';
 
 /**
  * The built service in a real child process: killed with SIGKILL, restarted on the same

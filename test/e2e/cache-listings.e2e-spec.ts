@@ -1,8 +1,8 @@
 import { performance } from 'node:perf_hooks';
-import { MemoryTier } from '../src/image/cache/memory-tier';
-import { FakePicsum } from './fake-picsum/fake-picsum.server';
-import { cachedImageOf } from './support/cached-image-of';
-import { startTestApp, type TestApp } from './support/test-app';
+import { MemoryTier } from '../../src/image/cache/memory-tier';
+import { FakePicsum } from '../fake-picsum/fake-picsum.server';
+import { cachedImageOf } from '../support/cached-image-of';
+import { startTestApp, type TestApp } from '../support/test-app';
 
 const TOKEN = 'test-admin-token-0123456789abcdef0123456789';
 const VARIANTS = 50_000;
