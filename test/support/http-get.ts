@@ -34,7 +34,7 @@ export function sleep(ms: number): Promise<void> {
 /** Polls `condition` every 25 ms until it holds, and returns how long that took; throws after `timeoutMs`. */
 export async function waitFor(
   condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
+  timeoutMs = 5000,
 ): Promise<number> {
   const started = performance.now();
   while (!(await condition())) {

@@ -11,7 +11,11 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cachedImageOf } from '../../../../test/support/cached-image-of';
-import { encodeEntry, metadataNameOf } from './disk-entry-format';
+import {
+  encodeEntry,
+  metadataNameOf,
+  type StoredMetadata,
+} from './disk-entry-format';
 import { DiskFiles } from './disk-files';
 
 describe(DiskFiles.name, () => {
@@ -27,10 +31,13 @@ describe(DiskFiles.name, () => {
 
   afterEach(() => rm(directory, { recursive: true, force: true }));
 
-  it('writes an entry’s body and metadata, and leaves no temporary file', async () => {
+  /** Writes the entry of key `k` as the disk tier does, and returns what its metadata says. */
+  async function writeEntryOfK(): Promise<{
+    metadata: StoredMetadata;
+    body: Buffer;
+  }> {
     const image = cachedImageOf('k', 'pixels');
     const { metadata, metadataText } = encodeEntry(image);
-
     await files.writeEntry(
       'k',
       metadata.bodyFile,
@@ -38,28 +45,23 @@ describe(DiskFiles.name, () => {
       metadataText,
       undefined,
     );
+    return { metadata, body: image.body };
+  }
+
+  it('writes an entry’s body and metadata, and leaves no temporary file', async () => {
+    const { metadata, body } = await writeEntryOfK();
 
     expect((await readdir(directory)).sort()).toEqual(
       [metadata.bodyFile, metadataNameOf('k')].sort(),
     );
-    expect(await readFile(join(directory, metadata.bodyFile))).toEqual(
-      image.body,
-    );
+    expect(await readFile(join(directory, metadata.bodyFile))).toEqual(body);
     await expect(files.match('k', { metadata, diskBytes: 0 })).resolves.toBe(
       true,
     );
   });
 
   it('removes the metadata, then the body, of an entry', async () => {
-    const image = cachedImageOf('k', 'pixels');
-    const { metadata, metadataText } = encodeEntry(image);
-    await files.writeEntry(
-      'k',
-      metadata.bodyFile,
-      image.body,
-      metadataText,
-      undefined,
-    );
+    const { metadata } = await writeEntryOfK();
 
     await files.removeEntry('k', { metadata, diskBytes: 0 });
 

@@ -1,39 +1,18 @@
 import { Logger } from '@nestjs/common';
 import { performance } from 'node:perf_hooks';
 import { cachedImageOf } from '../../../../test/support/cached-image-of';
-import { FakeClock } from '../../../../test/support/fake-clock';
 import {
-  openSharedParts,
-  type SharedParts,
-  type SharedPartsOverrides,
+  COMMAND_TIMEOUT_MS,
+  useSharedParts,
 } from '../../../../test/support/shared-parts';
+import { waitFor } from '../../../../test/support/http-get';
 import {
   describeWithRedis,
   RedisServer,
   useRedisServer,
 } from '../../../../test/support/redis-server';
-import { CacheMetrics } from '../../../metrics/cache-metrics';
 import { OUTAGE_RECOVERY_MS } from '../../../common/outage-log';
 import { RedisConnection } from './redis-connection';
-
-const COMMAND_TIMEOUT_MS = 300;
-const LOCK_TTL_MS = 400;
-const RETENTION_SECONDS = 60;
-const MAX_BODY_BYTES = 1024 * 1024;
-const RETRY_AFTER_SECONDS = 10;
-
-async function until(
-  condition: () => boolean | Promise<boolean>,
-  ms = 5000,
-): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!(await condition())) {
-    if (performance.now() > deadline) {
-      throw new Error(`condition not met within ${ms} ms`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -47,35 +26,8 @@ async function timed<T>(task: () => Promise<T>): Promise<[T, number]> {
 
 describeWithRedis()(RedisConnection.name, () => {
   const redis = useRedisServer();
-  let clock: FakeClock;
-  let metrics: CacheMetrics;
-  const opened: RedisConnection[] = [];
-
-  /** A replica's view of the shared tier: its own connection, identity, locks and notices. */
-  async function openTier(
-    overrides: SharedPartsOverrides = {},
-  ): Promise<SharedParts> {
-    const parts = await openSharedParts(redis().url, clock, metrics, {
-      commandTimeoutMs: COMMAND_TIMEOUT_MS,
-      lockTtlMs: LOCK_TTL_MS,
-      retentionSeconds: RETENTION_SECONDS,
-      maxBodyBytes: MAX_BODY_BYTES,
-      retryAfterSeconds: RETRY_AFTER_SECONDS,
-      ...overrides,
-    });
-    opened.push(parts.connection);
-    return parts;
-  }
-
-  beforeEach(() => {
-    clock = new FakeClock();
-    metrics = new CacheMetrics();
-  });
-
-  afterEach(() => {
-    opened.splice(0).forEach((connection) => connection.onModuleDestroy());
-    jest.restoreAllMocks();
-  });
+  const shared = useSharedParts(redis);
+  const openTier = shared.open;
 
   it("connects with REDIS_PASSWORD rather than the URL's password", async () => {
     const guarded = await RedisServer.start(['--requirepass', 'from-secret']);
@@ -86,7 +38,7 @@ describeWithRedis()(RedisConnection.name, () => {
       });
 
       await expect(
-        tier.save(cachedImageOf('10x10', 'one', clock.now())),
+        tier.save(cachedImageOf('10x10', 'one', shared.clock.now())),
       ).resolves.toBe(true);
     } finally {
       await guarded.stop();
@@ -97,7 +49,7 @@ describeWithRedis()(RedisConnection.name, () => {
     const error = jest.spyOn(Logger.prototype, 'error').mockImplementation();
     const log = jest.spyOn(Logger.prototype, 'log').mockImplementation();
     const { tier, connection, locks } = await openTier();
-    await tier.save(cachedImageOf('10x10', 'one', clock.now()));
+    await tier.save(cachedImageOf('10x10', 'one', shared.clock.now()));
 
     redis().signal('SIGSTOP');
     try {
@@ -115,7 +67,7 @@ describeWithRedis()(RedisConnection.name, () => {
     } finally {
       redis().signal('SIGCONT');
     }
-    await until(() => connection.available, 3000);
+    await waitFor(() => connection.available, 3000);
     await expect(tier.load('10x10')).resolves.toBeDefined();
     await sleep(OUTAGE_RECOVERY_MS);
     await expect(tier.load('10x10')).resolves.toBeDefined();
@@ -132,14 +84,14 @@ describeWithRedis()(RedisConnection.name, () => {
     const { tier, connection } = await openTier();
 
     await redis().kill();
-    await until(() => !connection.available);
+    await waitFor(() => !connection.available);
     const results = [];
     for (let i = 0; i < 20; i += 1) {
       results.push(await timed(() => tier.load('10x10')));
     }
     await redis().restart();
-    await until(() => connection.available, 5000);
-    const image = cachedImageOf('10x10', 'back', clock.now());
+    await waitFor(() => connection.available, 5000);
+    const image = cachedImageOf('10x10', 'back', shared.clock.now());
 
     expect(
       results.every(([loaded, ms]) => loaded === undefined && ms < 50),
@@ -158,7 +110,7 @@ describeWithRedis()(RedisConnection.name, () => {
     const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation();
     const log = jest.spyOn(Logger.prototype, 'log').mockImplementation();
     const { tier } = await openTier();
-    await tier.save(cachedImageOf('10x10', 'one', clock.now()));
+    await tier.save(cachedImageOf('10x10', 'one', shared.clock.now()));
     await redis().cli('config', 'set', 'maxmemory-policy', 'noeviction');
     await redis().cli('config', 'set', 'maxmemory', '1');
 
@@ -167,7 +119,9 @@ describeWithRedis()(RedisConnection.name, () => {
       for (let i = 0; i < 200; i += 1) {
         await expect(tier.load('10x10')).resolves.toBeDefined();
         saved.push(
-          await tier.save(cachedImageOf(`${i}x${i}`, 'new', clock.now())),
+          await tier.save(
+            cachedImageOf(`${i}x${i}`, 'new', shared.clock.now()),
+          ),
         );
       }
     } finally {

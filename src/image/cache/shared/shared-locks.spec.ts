@@ -1,90 +1,18 @@
 import { Logger } from '@nestjs/common';
-import { FakeClock } from '../../../../test/support/fake-clock';
 import {
-  openSharedParts,
-  type SharedParts,
-  type SharedPartsOverrides,
+  LOCK_TTL_MS,
+  useSharedParts,
 } from '../../../../test/support/shared-parts';
 import {
   describeWithRedis,
   useRedisServer,
 } from '../../../../test/support/redis-server';
-import { CacheMetrics } from '../../../metrics/cache-metrics';
-import { createClient } from 'redis';
-import { RedisConnection } from './redis-connection';
-import { SharedLocks } from './shared-locks';
-import type { SharedLock } from './shared-locks';
-
-const COMMAND_TIMEOUT_MS = 300;
-const LOCK_TTL_MS = 400;
-const RETENTION_SECONDS = 60;
-const MAX_BODY_BYTES = 1024 * 1024;
-const RETRY_AFTER_SECONDS = 10;
+import { type SharedLock, SharedLocks } from './shared-locks';
 
 describeWithRedis()(SharedLocks.name, () => {
   const redis = useRedisServer();
-  let clock: FakeClock;
-  let metrics: CacheMetrics;
-  const opened: RedisConnection[] = [];
-
-  /** A replica's view of the shared tier: its own connection, identity, locks and notices. */
-  async function openTier(
-    overrides: SharedPartsOverrides = {},
-  ): Promise<SharedParts> {
-    const parts = await openSharedParts(redis().url, clock, metrics, {
-      commandTimeoutMs: COMMAND_TIMEOUT_MS,
-      lockTtlMs: LOCK_TTL_MS,
-      retentionSeconds: RETENTION_SECONDS,
-      maxBodyBytes: MAX_BODY_BYTES,
-      retryAfterSeconds: RETRY_AFTER_SECONDS,
-      ...overrides,
-    });
-    opened.push(parts.connection);
-    return parts;
-  }
-
-  beforeEach(() => {
-    clock = new FakeClock();
-    metrics = new CacheMetrics();
-  });
-
-  afterEach(() => {
-    opened.splice(0).forEach((connection) => connection.onModuleDestroy());
-    jest.restoreAllMocks();
-  });
-
-  /** Writes `value` under `key` as a neighbour with access to the same Redis could. */
-  async function write(
-    key: string,
-    value: Buffer | string,
-    expiryMs?: number,
-  ): Promise<void> {
-    const client = createClient({ url: redis().url });
-    await client.connect();
-    try {
-      await client.set(
-        key,
-        value,
-        expiryMs === undefined
-          ? {}
-          : { expiration: { type: 'PX', value: expiryMs } },
-      );
-    } finally {
-      client.destroy();
-    }
-  }
-
-  function rejectedCount(kind: string): Promise<string | undefined> {
-    return metrics
-      .scrape()
-      .then(
-        (text) =>
-          new RegExp(
-            `^image_cache_shared_rejected_total\\{kind="${kind}"\\} (\\d+)$`,
-            'm',
-          ).exec(text)?.[1],
-      );
-  }
+  const shared = useSharedParts(redis);
+  const openTier = shared.open;
 
   it('gives a variant lock to one replica at a time, released only by its holder', async () => {
     const first = (await openTier()).locks;
@@ -117,9 +45,9 @@ describeWithRedis()(SharedLocks.name, () => {
   it('takes over a lock left without an expiry, or with one longer than a lock may have, and counts it', async () => {
     jest.spyOn(Logger.prototype, 'warn').mockImplementation();
     const { locks } = await openTier();
-    await write('test:{10x10}:lock', 'forever');
-    await write('test:{20x20}:lock', 'too long', LOCK_TTL_MS * 100);
-    await write('test:{30x30}:lock', 'a replica’s', LOCK_TTL_MS);
+    await shared.write('test:{10x10}:lock', 'forever');
+    await shared.write('test:{20x20}:lock', 'too long', LOCK_TTL_MS * 100);
+    await shared.write('test:{30x30}:lock', 'a replica’s', LOCK_TTL_MS);
 
     const forever = await locks.lock('10x10');
     const tooLong = await locks.lock('20x20');
@@ -131,6 +59,6 @@ describeWithRedis()(SharedLocks.name, () => {
     expect(held).toBe('held');
     expect(ttlMs).toBeGreaterThan(0);
     expect(ttlMs).toBeLessThanOrEqual(LOCK_TTL_MS);
-    expect(await rejectedCount('lock')).toBe('2');
+    expect(await shared.rejectedCount('lock')).toBe('2');
   });
 });

@@ -3,65 +3,28 @@ import {
   cachedImageOf,
   completeJpeg,
 } from '../../../../test/support/cached-image-of';
-import { FakeClock } from '../../../../test/support/fake-clock';
 import {
-  openSharedParts,
-  type SharedParts,
-  type SharedPartsOverrides,
+  RETENTION_SECONDS,
+  MAX_BODY_BYTES,
+  useSharedParts,
 } from '../../../../test/support/shared-parts';
 import {
   describeWithRedis,
   useRedisServer,
 } from '../../../../test/support/redis-server';
-import { CacheMetrics } from '../../../metrics/cache-metrics';
-import { createClient } from 'redis';
 import { createCachedImage, sha256Hex } from '../cached-image';
-import { RedisConnection } from './redis-connection';
 import { SharedCodec } from './shared-codec';
 import { SharedTier } from './shared-tier';
 import type { CachedImage } from '../cache-model';
 
-const COMMAND_TIMEOUT_MS = 300;
-const LOCK_TTL_MS = 400;
-const RETENTION_SECONDS = 60;
-const MAX_BODY_BYTES = 1024 * 1024;
-const RETRY_AFTER_SECONDS = 10;
-
 describeWithRedis()(SharedTier.name, () => {
   const redis = useRedisServer();
-  let clock: FakeClock;
-  let metrics: CacheMetrics;
-  const opened: RedisConnection[] = [];
-
-  /** A replica's view of the shared tier: its own connection, identity, locks and notices. */
-  async function openTier(
-    overrides: SharedPartsOverrides = {},
-  ): Promise<SharedParts> {
-    const parts = await openSharedParts(redis().url, clock, metrics, {
-      commandTimeoutMs: COMMAND_TIMEOUT_MS,
-      lockTtlMs: LOCK_TTL_MS,
-      retentionSeconds: RETENTION_SECONDS,
-      maxBodyBytes: MAX_BODY_BYTES,
-      retryAfterSeconds: RETRY_AFTER_SECONDS,
-      ...overrides,
-    });
-    opened.push(parts.connection);
-    return parts;
-  }
-
-  beforeEach(() => {
-    clock = new FakeClock();
-    metrics = new CacheMetrics();
-  });
-
-  afterEach(() => {
-    opened.splice(0).forEach((connection) => connection.onModuleDestroy());
-    jest.restoreAllMocks();
-  });
+  const shared = useSharedParts(redis);
+  const openTier = shared.open;
 
   it('stores an image and loads it back with its fetch time, checksum and headers', async () => {
     const { tier } = await openTier();
-    const image = cachedImageOf('10x10', 'one', clock.now() - 5000);
+    const image = cachedImageOf('10x10', 'one', shared.clock.now() - 5000);
 
     await expect(tier.save(image)).resolves.toBe(true);
     const loaded = await tier.load('10x10');
@@ -72,7 +35,7 @@ describeWithRedis()(SharedTier.name, () => {
 
   it('lets Redis drop an entry after the TTL plus the stale window, counted from the fetch', async () => {
     const { tier } = await openTier();
-    await tier.save(cachedImageOf('10x10', 'one', clock.now() - 20_000));
+    await tier.save(cachedImageOf('10x10', 'one', shared.clock.now() - 20_000));
 
     const ttlMs = Number(await redis().cli('pttl', 'test:{10x10}:image'));
 
@@ -80,14 +43,18 @@ describeWithRedis()(SharedTier.name, () => {
     expect(ttlMs).toBeLessThanOrEqual(RETENTION_SECONDS * 1000 - 20_000);
     await expect(
       tier.save(
-        cachedImageOf('20x20', 'old', clock.now() - RETENTION_SECONDS * 1000),
+        cachedImageOf(
+          '20x20',
+          'old',
+          shared.clock.now() - RETENTION_SECONDS * 1000,
+        ),
       ),
     ).resolves.toBe(false);
   });
 
   it('deletes an entry, or with fetchedBefore only one fetched before then', async () => {
     const { tier } = await openTier();
-    const image = cachedImageOf('10x10', 'one', clock.now());
+    const image = cachedImageOf('10x10', 'one', shared.clock.now());
     await tier.save(image);
 
     await tier.delete('10x10', image.fetchedAt);
@@ -101,9 +68,9 @@ describeWithRedis()(SharedTier.name, () => {
 
   it('reads when an entry was fetched from its header, and deletes by header, also when the header is as long as a header may be', async () => {
     const { tier } = await openTier();
-    const image = cachedImageOf('10x10', 'one', clock.now());
+    const image = cachedImageOf('10x10', 'one', shared.clock.now());
     const longHeader = {
-      ...cachedImageOf('20x20', 'two', clock.now() - 1000),
+      ...cachedImageOf('20x20', 'two', shared.clock.now() - 1000),
       source: `http://127.0.0.1/${'x'.repeat(2000)}.jpg`,
     };
     await tier.save(image);
@@ -155,7 +122,9 @@ describeWithRedis()(SharedTier.name, () => {
 
   it('keeps a variant entry and its lock under one hash tag, below the key prefix', async () => {
     const { tier, locks } = await openTier({ keyPrefix: 'release-a:' });
-    await tier.save(cachedImageOf('10x10-grayscale', 'one', clock.now()));
+    await tier.save(
+      cachedImageOf('10x10-grayscale', 'one', shared.clock.now()),
+    );
     await locks.lock('10x10-grayscale');
 
     const keys = (await redis().cli('--raw', 'keys', '*')).split('\n').sort();
@@ -175,7 +144,7 @@ describeWithRedis()(SharedTier.name, () => {
       const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation();
       const { tier } = await openTier();
       await tier.save(
-        cachedImageOf('10x10', 'a longer body to damage', clock.now()),
+        cachedImageOf('10x10', 'a longer body to damage', shared.clock.now()),
       );
       await redis().cli(command, 'test:{10x10}:image', offset, bytes);
 
@@ -196,7 +165,7 @@ describeWithRedis()(SharedTier.name, () => {
     const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>');
     await tier.save(
       createCachedImage({
-        ...cachedImageOf('10x10', 'x', clock.now()),
+        ...cachedImageOf('10x10', 'x', shared.clock.now()),
         body: svg,
         sha256: sha256Hex(svg),
       }),
@@ -206,51 +175,18 @@ describeWithRedis()(SharedTier.name, () => {
   });
 
   describe('reads everything from Redis as strictly as an upstream reply', () => {
-    /** Writes `value` under `key` as a neighbour with access to the same Redis could. */
-    async function write(
-      key: string,
-      value: Buffer | string,
-      expiryMs?: number,
-    ): Promise<void> {
-      const client = createClient({ url: redis().url });
-      await client.connect();
-      try {
-        await client.set(
-          key,
-          value,
-          expiryMs === undefined
-            ? {}
-            : { expiration: { type: 'PX', value: expiryMs } },
-        );
-      } finally {
-        client.destroy();
-      }
-    }
-
     function encoded(image: CachedImage): Buffer {
       return new SharedCodec(
         { maxBodyBytes: Infinity, maxRetryAfterMs: Infinity },
-        () => clock.now(),
+        () => shared.clock.now(),
       ).encodeEntry(image);
-    }
-
-    function rejectedCount(kind: string): Promise<string | undefined> {
-      return metrics
-        .scrape()
-        .then(
-          (text) =>
-            new RegExp(
-              `^image_cache_shared_rejected_total\\{kind="${kind}"\\} (\\d+)$`,
-              'm',
-            ).exec(text)?.[1],
-        );
     }
 
     it('discards an entry fetched in the future, counts it and logs it once with its key', async () => {
       const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation();
       const { tier } = await openTier();
       const future = cachedImageOf('10x10', 'forever', 9e15);
-      await write('test:{10x10}:image', encoded(future));
+      await shared.write('test:{10x10}:image', encoded(future));
 
       const fetchedAt = await tier.fetchedAt('10x10');
       const loaded = await tier.load('10x10');
@@ -258,7 +194,7 @@ describeWithRedis()(SharedTier.name, () => {
       expect(fetchedAt).toBeUndefined();
       expect(loaded).toBeUndefined();
       expect(await redis().cli('exists', 'test:{10x10}:image')).toBe('0');
-      expect(await rejectedCount('entry')).toBe('2');
+      expect(await shared.rejectedCount('entry')).toBe('2');
       expect(warn).toHaveBeenCalledTimes(1);
       expect(warn).toHaveBeenCalledWith(
         expect.stringMatching(
@@ -269,8 +205,12 @@ describeWithRedis()(SharedTier.name, () => {
 
     it('takes an entry fetched up to a minute ahead of its clock, another replica’s being ahead of its own', async () => {
       const { tier } = await openTier();
-      const ahead = cachedImageOf('10x10', 'ahead', clock.now() + 55_000);
-      await write('test:{10x10}:image', encoded(ahead));
+      const ahead = cachedImageOf(
+        '10x10',
+        'ahead',
+        shared.clock.now() + 55_000,
+      );
+      await shared.write('test:{10x10}:image', encoded(ahead));
 
       await expect(tier.load('10x10')).resolves.toEqual(ahead);
     });
@@ -279,22 +219,22 @@ describeWithRedis()(SharedTier.name, () => {
       jest.spyOn(Logger.prototype, 'warn').mockImplementation();
       const { tier } = await openTier();
       const large = createCachedImage({
-        ...cachedImageOf('10x10', 'x', clock.now()),
+        ...cachedImageOf('10x10', 'x', shared.clock.now()),
         body: completeJpeg('x'.repeat(MAX_BODY_BYTES)),
         sha256: sha256Hex(completeJpeg('x'.repeat(MAX_BODY_BYTES))),
       });
-      await write('test:{10x10}:image', encoded(large));
-      await write(
+      await shared.write('test:{10x10}:image', encoded(large));
+      await shared.write(
         'test:{20x20}:image',
         encoded({
-          ...cachedImageOf('20x20', 'y', clock.now()),
+          ...cachedImageOf('20x20', 'y', shared.clock.now()),
           source: `http://127.0.0.1/${'y'.repeat(1024 * 1024)}`,
         }),
       );
-      await write(
+      await shared.write(
         'test:{30x30}:image',
         encoded({
-          ...cachedImageOf('30x30', 'z', clock.now()),
+          ...cachedImageOf('30x30', 'z', shared.clock.now()),
           source: 'javascript:alert(1)',
         }),
       );
@@ -302,7 +242,7 @@ describeWithRedis()(SharedTier.name, () => {
       await expect(tier.load('10x10')).resolves.toBeUndefined();
       await expect(tier.load('20x20')).resolves.toBeUndefined();
       await expect(tier.load('30x30')).resolves.toBeUndefined();
-      expect(await rejectedCount('entry')).toBe('3');
+      expect(await shared.rejectedCount('entry')).toBe('3');
     });
 
     it('discards a failure record with a status, retry or message the upstream client never records, or without an expiry', async () => {
@@ -329,14 +269,14 @@ describeWithRedis()(SharedTier.name, () => {
 
       const loaded = [];
       for (const [value, expiryMs] of cases) {
-        await write('test:{10x10}:failed', value, expiryMs);
+        await shared.write('test:{10x10}:failed', value, expiryMs);
         loaded.push(await tier.loadFailure('10x10'));
       }
-      await write('test:{10x10}:failed', record({}), 5000);
+      await shared.write('test:{10x10}:failed', record({}), 5000);
       const valid = await tier.loadFailure('10x10');
 
       expect(loaded).toEqual(cases.map(() => undefined));
-      expect(await rejectedCount('failure')).toBe(String(cases.length));
+      expect(await shared.rejectedCount('failure')).toBe(String(cases.length));
       expect(valid).toMatchObject({ status: 502, key: '10x10' });
     });
   });
