@@ -13,14 +13,18 @@ import { FreshHitHook } from './fresh-hit.hook';
 import { ImageVariantPipe } from './image-variant.pipe';
 import { ImageController } from './image.controller';
 import { PicsumClient } from './upstream/picsum.client';
+import { UpstreamAgents } from './upstream/upstream-agents';
 import { upstreamHttpOptions } from './upstream/upstream-http.options';
 
 @Module({
   imports: [
     HttpModule.registerAsync({
-      inject: [upstreamConfig.KEY],
-      useFactory: (config: ConfigType<typeof upstreamConfig>) =>
-        upstreamHttpOptions(config),
+      inject: [upstreamConfig.KEY, UpstreamAgents],
+      useFactory: (
+        config: ConfigType<typeof upstreamConfig>,
+        agents: UpstreamAgents,
+      ) => upstreamHttpOptions(config, agents),
+      extraProviders: [UpstreamAgents],
     }),
   ],
   controllers: [ImageController],

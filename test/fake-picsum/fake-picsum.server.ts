@@ -94,6 +94,13 @@ export class FakePicsum {
   fetches = 0;
   /** Requests for the image itself, after the redirect. */
   imageRequests = 0;
+  /** TCP connections accepted by either host. */
+  connections = 0;
+  /**
+   * When set, the image host serves these bytes as every JPEG, whatever the size asked for: the
+   * same photo for every variant, as the memory benchmarks measure (a 600-byte one, a 222 KB one).
+   */
+  everyJpeg: Buffer | undefined;
   private nextId = 10;
   private readonly images = new Map<string, Buffer>();
   private readonly sockets = new Set<Socket>();
@@ -112,6 +119,7 @@ export class FakePicsum {
   async start(port = 0, host = '127.0.0.1'): Promise<string> {
     for (const server of [this.apiServer, this.imageServer]) {
       server.on('connection', (socket) => {
+        this.connections += 1;
         this.sockets.add(socket);
         socket.on('close', () => this.sockets.delete(socket));
       });
@@ -150,6 +158,7 @@ export class FakePicsum {
     this.errorText = 'Something went wrong';
     this.fetches = 0;
     this.imageRequests = 0;
+    this.connections = 0;
   }
 
   /** The exact bytes the fake serves for an image id and size (a plain JPEG). */
@@ -164,6 +173,9 @@ export class FakePicsum {
     height: number,
     { format = 'jpg', grayscale = false, blur = 0 }: FakeImageOptions = {},
   ): Buffer {
+    if (this.everyJpeg !== undefined && format === 'jpg') {
+      return this.everyJpeg;
+    }
     const key = `${id}/${width}/${height}/${format}/${grayscale}/${blur}/${this.jpegBytes}`;
     let image = this.images.get(key);
     if (!image) {
@@ -507,4 +519,15 @@ function padJpeg(jpeg: Buffer, bytes: number): Buffer {
   return segments.length === 0
     ? jpeg
     : Buffer.concat([jpeg.subarray(0, 2), ...segments, jpeg.subarray(2)]);
+}
+
+/** A small real JPEG grown to exactly `bytes` (at least its own few hundred), for `everyJpeg`. */
+export function jpegOfBytes(bytes: number): Buffer {
+  const jpeg = padJpeg(drawnJpeg(1, 1, false, 0), bytes);
+  if (jpeg.length !== bytes) {
+    throw new Error(
+      `A JPEG of ${bytes} bytes cannot be made: the smallest is ${jpeg.length}`,
+    );
+  }
+  return jpeg;
 }

@@ -1,6 +1,7 @@
 import { HttpModule, HttpService } from '@nestjs/axios';
 import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import {
   AxiosHeaders,
   type AxiosRequestConfig,
@@ -14,10 +15,14 @@ import { upstreamConfig } from '../../config/upstream.config';
 import type { ImageVariant } from '../image-variant';
 import { CacheMetrics } from '../../metrics/cache-metrics';
 import { PicsumClient, upstreamPath } from './picsum.client';
+import { UpstreamAgents } from './upstream-agents';
 import { upstreamHttpOptions } from './upstream-http.options';
 
 /** The deadline of the timeout tests: short, so they run fast. */
 const SHORT_TIMEOUT_MS = 300;
+
+/** The connections of every client of this file, closed at its end. */
+const agents = new UpstreamAgents();
 
 async function createClient(
   baseUrl: string,
@@ -28,7 +33,7 @@ async function createClient(
   const moduleRef = await Test.createTestingModule({
     imports: [
       HttpModule.register(
-        upstreamHttpOptions({ timeoutMs, maxBytes: 256 * 1024 }),
+        upstreamHttpOptions({ timeoutMs, maxBytes: 256 * 1024 }, agents),
       ),
     ],
     providers: [
@@ -73,7 +78,10 @@ describe(PicsumClient.name, () => {
   });
 
   afterEach(() => upstream.reset());
-  afterAll(() => upstream.stop());
+  afterAll(async () => {
+    agents.onApplicationShutdown();
+    await upstream.stop();
+  });
 
   it.each([
     [{}, '/300/200'],
@@ -123,6 +131,26 @@ describe(PicsumClient.name, () => {
     ).toBe(true);
     expect(upstream.fetches).toBe(1);
     expect(upstream.imageRequests).toBe(1);
+  });
+
+  it('keeps one connection to each upstream host alive across fetches', async () => {
+    const other = await createClient(upstream.baseUrl);
+
+    for (let fetch = 0; fetch < 3; fetch++) {
+      await other.fetchImage({ ...size, width: 300 + fetch });
+    }
+
+    expect(upstream.fetches).toBe(3);
+    expect(upstream.imageRequests).toBe(3);
+    // The API host and the image host: one connection each, for all three fetches.
+    expect(upstream.connections).toBeLessThanOrEqual(2);
+  });
+
+  it('stores a small body in memory of its own, not in a view of a larger buffer', async () => {
+    const image = await client.fetchImage(size);
+
+    expect(image.body.byteOffset).toBe(0);
+    expect(image.body.buffer.byteLength).toBe(image.body.length);
   });
 
   it('turns a deadline that passes into a 504 naming UPSTREAM_TIMEOUT_MS', async () => {
@@ -246,6 +274,63 @@ describe(PicsumClient.name, () => {
     await expect(fetching).rejects.toMatchObject({
       cause: expect.stringMatching(/ECONNREFUSED 127\.0\.0\.1:\d+/) as unknown,
     });
+  });
+});
+
+describe(`${PicsumClient.name} on a kept-alive connection the upstream closes`, () => {
+  const image = completeJpeg('pixels');
+  const served: number[] = [];
+  let server: Server;
+
+  beforeAll(async () => {
+    // Answers the first request of each connection, keeping it open; closes a connection
+    // unanswered when a second request comes on it, as a server whose idle timeout has just
+    // run out does.
+    server = createServer((socket) => {
+      let requests = 0;
+      socket.on('data', (chunk) => {
+        if (!chunk.includes('\r\n\r\n')) {
+          return;
+        }
+        requests += 1;
+        served.push(requests);
+        if (requests > 1) {
+          socket.destroy();
+          return;
+        }
+        socket.write(
+          `HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: ${image.length}\r\nConnection: keep-alive\r\n\r\n`,
+        );
+        socket.write(image);
+      });
+    });
+    await new Promise<void>((resolve) =>
+      server.listen(0, '127.0.0.1', resolve),
+    );
+  });
+
+  afterAll(async () => {
+    agents.onApplicationShutdown();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it('sends the request once more on a new connection, and gets the image', async () => {
+    const { port } = server.address() as AddressInfo;
+    const client = await createClient(`http://127.0.0.1:${port}`);
+    const variant: ImageVariant = {
+      width: 300,
+      height: 200,
+      grayscale: false,
+      blur: 0,
+      format: 'jpg',
+    };
+
+    await client.fetchImage(variant);
+    const second = await client.fetchImage(variant);
+
+    expect(second.body.equals(image)).toBe(true);
+    // The first fetch; the second, refused on the reused connection; its retry on a new one.
+    expect(served).toEqual([1, 2, 1]);
   });
 });
 

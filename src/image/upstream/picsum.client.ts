@@ -1,6 +1,7 @@
 import { HttpService } from '@nestjs/axios';
 import { HttpException, Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
+import { isAxiosError } from 'axios';
 import { firstValueFrom } from 'rxjs';
 import { errorMessage } from '../../common/error-message';
 import { printableText } from '../../common/printable-text';
@@ -132,7 +133,11 @@ export class PicsumClient {
     }
   }
 
-  /** One GET, its body read whole within `UPSTREAM_MAX_BYTES` (see `upstreamHttpOptions`). */
+  /**
+   * One GET, its body read whole within `UPSTREAM_MAX_BYTES` (see `upstreamHttpOptions`). A
+   * request sent on a kept-alive connection that the upstream closed at the same moment fails
+   * before any reply: it is sent once more, on a new connection.
+   */
   private async get(
     url: string,
     deadline: AbortSignal,
@@ -140,11 +145,16 @@ export class PicsumClient {
     try {
       const response = await firstValueFrom(
         this.http.get<Buffer>(url, { signal: deadline }),
-      );
+      ).catch((error: unknown) => {
+        if (!closedWhenReused(error) || deadline.aborted) {
+          throw error;
+        }
+        return firstValueFrom(this.http.get<Buffer>(url, { signal: deadline }));
+      });
       return {
         status: response.status,
         headers: response.headers,
-        body: response.data,
+        body: ownBytes(response.data),
       };
     } catch (error) {
       throw describeFailure(url, error, {
@@ -154,6 +164,35 @@ export class PicsumClient {
       });
     }
   }
+}
+
+/**
+ * Whether `error` is a kept-alive connection closed by the upstream before it answered: the
+ * race Node's documentation describes for `request.reusedSocket`, safe to retry for a GET.
+ */
+function closedWhenReused(error: unknown): boolean {
+  return (
+    isAxiosError(error) &&
+    error.response === undefined &&
+    error.code === 'ECONNRESET' &&
+    (error.request as { reusedSocket?: boolean } | undefined)?.reusedSocket ===
+      true
+  );
+}
+
+/**
+ * `body` in a memory of its own and of its exact size. A body read in one chunk is a view of
+ * the socket's read buffer (headers included), and a small one a slice of Node's shared 8 KiB
+ * pool: kept in a tier, such a view would hold the whole buffer it points into. The bodies
+ * axios joins from several chunks are already their own allocation, and are kept as they are.
+ */
+export function ownBytes(body: Buffer): Buffer {
+  if (body.byteOffset === 0 && body.buffer.byteLength === body.length) {
+    return body;
+  }
+  const own = Buffer.allocUnsafeSlow(body.length);
+  body.copy(own);
+  return own;
 }
 
 /**

@@ -1,9 +1,21 @@
+import { UpstreamAgents } from './upstream-agents';
 import { upstreamHttpOptions } from './upstream-http.options';
 
 describe(upstreamHttpOptions.name, () => {
-  const options = upstreamHttpOptions({
-    timeoutMs: 30_000,
-    maxBytes: 20_000_000,
+  const agents = new UpstreamAgents();
+  const options = upstreamHttpOptions(
+    { timeoutMs: 30_000, maxBytes: 20_000_000 },
+    agents,
+  );
+
+  afterAll(() => agents.onApplicationShutdown());
+
+  it('keeps the connections to the upstream alive, for HTTP and HTTPS', () => {
+    expect(options.httpAgent).toBe(agents.http);
+    expect(options.httpsAgent).toBe(agents.https);
+    // Node's agents have the option, untyped.
+    expect(agents.http).toHaveProperty('keepAlive', true);
+    expect(agents.https).toHaveProperty('keepAlive', true);
   });
 
   it('leaves every redirect to the client, which checks each hop', () => {
