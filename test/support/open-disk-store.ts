@@ -23,6 +23,7 @@ export async function openDiskStore(
         useValue: {
           directory,
           diskMaxBytes,
+          memoryMaxBytes: 64 * 1024 * 1024,
           readinessDiskCheckIntervalMs,
           diskFsync,
         },

@@ -21,6 +21,19 @@ describe(LocalVariants.name, () => {
     expect(variants.has('a')).toBe(false);
   });
 
+  it('counts the variants each place holds', () => {
+    variants.added('a', 'memory');
+    variants.added('a', 'disk');
+    variants.added('a', 'disk');
+    variants.added('b', 'disk');
+    variants.added('c', 'next');
+    variants.removed('b', 'disk');
+
+    expect(variants.countIn('memory')).toBe(1);
+    expect(variants.countIn('disk')).toBe(1);
+    expect(variants.countIn('next')).toBe(1);
+  });
+
   it('lists a variant with only a prefetched next image, without counting it', () => {
     variants.added('a', 'next');
 

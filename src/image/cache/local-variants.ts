@@ -10,6 +10,7 @@ const BIT: Readonly<Record<LocalPlace, number>> = {
   next: 4,
 };
 const CURRENT = BIT.memory | BIT.disk;
+const PLACES = Object.keys(BIT) as LocalPlace[];
 
 /**
  * Every variant this replica holds, kept up to date by the places that hold them (the memory
@@ -23,6 +24,11 @@ const CURRENT = BIT.memory | BIT.disk;
 export class LocalVariants {
   private readonly places = new BTree<string, number>();
   private withCurrentImage = 0;
+  private readonly perPlace: Record<LocalPlace, number> = {
+    memory: 0,
+    disk: 0,
+    next: 0,
+  };
 
   added(key: string, place: LocalPlace): void {
     const before = this.places.get(key) ?? 0;
@@ -39,6 +45,11 @@ export class LocalVariants {
   /** Variants with a current image in memory or on disk (prefetched images alone do not count). */
   get count(): number {
     return this.withCurrentImage;
+  }
+
+  /** Variants with an entry in `place`: the memory tier's count, the disk index's, the held next images'. */
+  countIn(place: LocalPlace): number {
+    return this.perPlace[place];
   }
 
   has(key: string): boolean {
@@ -67,5 +78,10 @@ export class LocalVariants {
     }
     this.withCurrentImage +=
       Number((after & CURRENT) !== 0) - Number((before & CURRENT) !== 0);
+    for (const place of PLACES) {
+      this.perPlace[place] +=
+        Number((after & BIT[place]) !== 0) -
+        Number((before & BIT[place]) !== 0);
+    }
   }
 }

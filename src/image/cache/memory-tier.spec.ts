@@ -44,6 +44,29 @@ describe(MemoryTier.name, () => {
     expect(tier.bytes).toBeLessThanOrEqual(3 * (100 * KIB + 2 * KIB));
   });
 
+  it("counts the disk index's records against its budget, evicting bodies to make room for them", () => {
+    const variants = new LocalVariants();
+    const tier = tierOf(4 * (100 * KIB + 2 * KIB), variants);
+    for (const key of ['a', 'b', 'c', 'd']) {
+      tier.save(imageOf(key, 100 * KIB));
+    }
+    // The disk tier indexes 150 images: 150 KiB of records.
+    for (let record = 0; record < 150; record++) {
+      variants.added(`on-disk-${record}`, 'disk');
+    }
+
+    tier.save(imageOf('e', 100 * KIB));
+
+    expect(tier.diskRecordBytes).toBe(150 * KIB);
+    expect(['a', 'b', 'c', 'd', 'e'].filter((key) => tier.peek(key))).toEqual([
+      'd',
+      'e',
+    ]);
+    expect(tier.bytes + tier.diskRecordBytes).toBeLessThanOrEqual(
+      tier.maxBytes,
+    );
+  });
+
   it('counts an entry by its body plus a fixed overhead', () => {
     const tier = tierOf(10 * 1024 * KIB);
     const image = imageOf('key', 5000);

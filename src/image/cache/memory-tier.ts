@@ -5,13 +5,13 @@ import { cacheConfig } from '../../config/cache.config';
 import type { CacheTier } from './cache-tier';
 import { LocalVariants } from './local-variants';
 import type { CachedImage } from './cache-model';
-
-/** What an entry costs beyond its body: the object, its strings and precomputed headers. */
-const ENTRY_OVERHEAD_BYTES = 1024;
+import { DISK_RECORD_BYTES, MEMORY_ENTRY_OVERHEAD_BYTES } from './entry-costs';
 
 /**
  * The first tier: ready-to-send images in memory, bounded by `CACHE_MEMORY_MAX_SIZE` bytes and
- * evicting the least recently used. Entries carry no expiry of their own: freshness is always
+ * evicting the least recently used. The budget counts what entries really cost (see
+ * `entry-costs.ts`): each body plus its entry's objects, and the disk tier's index records,
+ * which are memory too: the more images the disk indexes, the fewer bodies this tier keeps. Entries carry no expiry of their own: freshness is always
  * counted from the original fetch, so an entry promoted from disk keeps only the time it had
  * left. A budget of 0 turns the tier off.
  */
@@ -42,7 +42,7 @@ export class MemoryTier implements CacheTier {
   }
 
   static sizeOf(image: CachedImage): number {
-    return image.body.length + image.key.length + ENTRY_OVERHEAD_BYTES;
+    return image.body.length + image.key.length + MEMORY_ENTRY_OVERHEAD_BYTES;
   }
 
   load(key: string): CachedImage | undefined {
@@ -52,6 +52,7 @@ export class MemoryTier implements CacheTier {
   /** Keeps `image`, unless it alone is larger than the whole budget. */
   save(image: CachedImage): boolean {
     this.entries?.set(image.key, image);
+    this.makeRoomForDiskRecords();
     const kept = this.entries?.has(image.key) ?? false;
     if (kept) {
       this.variants.added(image.key, 'memory');
@@ -82,6 +83,22 @@ export class MemoryTier implements CacheTier {
     if (entry && entry.fetchedAt < fetchedBefore) {
       this.entries?.delete(key);
     }
+  }
+
+  /** Evicts the least recently used bodies until they and the disk index's records fit the budget. */
+  private makeRoomForDiskRecords(): void {
+    if (!this.entries) {
+      return;
+    }
+    const forBodies = this.entries.maxSize - this.diskRecordBytes;
+    while (this.entries.size > 0 && this.entries.calculatedSize > forBodies) {
+      this.entries.pop();
+    }
+  }
+
+  /** The memory the disk tier's index takes, counted against this tier's budget. */
+  get diskRecordBytes(): number {
+    return this.variants.countIn('disk') * DISK_RECORD_BYTES;
   }
 
   /** Bytes held, as the budget counts them. */

@@ -119,4 +119,20 @@ describe(DiskBudget.name, () => {
     ]);
     expect(over.map((entry) => entry.name)).toEqual(['oldest']);
   });
+
+  it('keeps at most as many entries found at start as the index may hold', () => {
+    const budget = new DiskBudget(100 * BLOCK_BYTES, 2);
+    const newestFirst = ['newest', 'middle', 'oldest'].map((name) => ({
+      name,
+      diskBytes: BLOCK_BYTES,
+    }));
+
+    const { kept, over } = budget.keepNewest(newestFirst);
+
+    expect(kept.map((entry) => entry.name)).toEqual(['newest', 'middle']);
+    expect(over.map((entry) => entry.name)).toEqual(['oldest']);
+    expect(budget.hasRoomForEntry(2, false)).toBe(false);
+    expect(budget.hasRoomForEntry(2, true)).toBe(true);
+    expect(budget.hasRoomForEntry(1, false)).toBe(true);
+  });
 });

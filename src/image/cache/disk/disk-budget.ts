@@ -45,8 +45,20 @@ export class DiskBudget {
   private reserved = 0;
   private unaccounted = 0;
 
-  constructor(readonly configuredBytes: number) {
+  /**
+   * `maxEntries` bounds how many entries the index holds in memory (`diskRecordLimit`), which
+   * only tiny images reach before the bytes.
+   */
+  constructor(
+    readonly configuredBytes: number,
+    readonly maxEntries = Infinity,
+  ) {
     this.budget = configuredBytes;
+  }
+
+  /** Whether the index has room for one more entry, when it holds `entries` (a replacement always has). */
+  hasRoomForEntry(entries: number, replacing: boolean): boolean {
+    return replacing || entries < this.maxEntries;
   }
 
   /** The budget in force, in bytes. */
@@ -130,7 +142,7 @@ export class DiskBudget {
 
   /**
    * Of entries found at start, newest first, those that fit the budget (it may have been
-   * lowered since they were stored) and those over it.
+   * lowered since they were stored), at most `maxEntries` of them, and those over it.
    */
   keepNewest<T extends { readonly diskBytes: number }>(
     newestFirst: readonly T[],
@@ -139,7 +151,10 @@ export class DiskBudget {
     const over: T[] = [];
     let keptBytes = 0;
     for (const entry of newestFirst) {
-      if (this.admits(keptBytes + entry.diskBytes)) {
+      if (
+        kept.length < this.maxEntries &&
+        this.admits(keptBytes + entry.diskBytes)
+      ) {
         kept.push(entry);
         keptBytes += entry.diskBytes;
       } else {

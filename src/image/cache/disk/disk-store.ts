@@ -19,6 +19,7 @@ import type { DiskEntry, StoredMetadata } from './disk-entry-format';
 import { DISK_READ_TIMEOUT_MS, DiskFiles } from './disk-files';
 import { DiskHealth, type DiskStatus } from './disk-health';
 import { DiskIndex } from './disk-index';
+import { diskRecordLimit } from '../entry-costs';
 import { DiskRecovery } from './disk-recovery';
 import { DiskWriter } from './disk-writer';
 
@@ -62,7 +63,10 @@ export class DiskStore
   ) {
     this.directory = config.directory;
     this.index = new DiskIndex(config.diskMaxBytes, variants);
-    this.budget = new DiskBudget(config.diskMaxBytes);
+    this.budget = new DiskBudget(
+      config.diskMaxBytes,
+      diskRecordLimit(config.memoryMaxBytes),
+    );
     this.files = new DiskFiles(config.directory, config.diskFsync, this.logger);
     this.health = new DiskHealth(
       this.files,

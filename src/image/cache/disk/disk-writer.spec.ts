@@ -18,14 +18,14 @@ describe(DiskWriter.name, () => {
   let health: DiskHealth;
   let writer: DiskWriter;
 
-  function open(budgetBlocks: number): void {
+  function open(budgetBlocks: number, maxEntries = Infinity): void {
     const logger = new Logger('test');
     for (const level of ['log', 'warn', 'error', 'debug'] as const) {
       jest.spyOn(logger, level).mockImplementation(() => undefined);
     }
     const files = new DiskFiles(directory, false, logger);
     index = new DiskIndex(budgetBlocks * BLOCK_BYTES, new LocalVariants());
-    budget = new DiskBudget(budgetBlocks * BLOCK_BYTES);
+    budget = new DiskBudget(budgetBlocks * BLOCK_BYTES, maxEntries);
     health = new DiskHealth(files, new FakeClock(), 5000, logger);
     writer = new DiskWriter(index, budget, files, health, logger);
   }
@@ -53,6 +53,22 @@ describe(DiskWriter.name, () => {
     expect(index.evictions).toBe(1);
     expect(await readdir(directory)).toHaveLength(6);
     expect(budget.reservedBytes).toBe(0);
+  });
+
+  it('evicts the least recently used entry when the index holds as many entries as its memory allows', async () => {
+    open(100, 2);
+    await writer.save(cachedImageOf('a', 'a'));
+    await writer.save(cachedImageOf('b', 'b'));
+    index.use('a');
+
+    await writer.save(cachedImageOf('c', 'c'));
+    await writer.save(cachedImageOf('a', 'A')); // a replacement takes no room of its own
+
+    expect(index.metadata().map((metadata) => metadata.key)).toEqual([
+      'c',
+      'a',
+    ]);
+    expect(await readdir(directory)).toHaveLength(4);
   });
 
   it('stores nothing of an image larger than the whole budget', async () => {

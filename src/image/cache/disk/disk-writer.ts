@@ -186,12 +186,17 @@ export class DiskWriter {
   }
 
   /**
-   * Reserves `bytes` for a write of `key`, evicting least-recently-used entries until they fit
-   * (see `DiskBudget.reserve`). Runs under `changes`. Returns false, reserving nothing, when
+   * Reserves `bytes` for a write of `key`, evicting least-recently-used entries until the index
+   * has room for one more entry and the bytes fit (see `DiskBudget.reserve`). Runs under `changes`. Returns false, reserving nothing, when
    * only entries being written are left to evict; fails when an eviction fails or unaccounted
    * files take the budget.
    */
   private async reserve(key: string, bytes: number): Promise<boolean> {
+    while (!this.budget.hasRoomForEntry(this.index.size, this.index.has(key))) {
+      if ((await this.evictLeastRecentlyUsed(key)) === 0) {
+        return false;
+      }
+    }
     while (!this.budget.reserve(this.index.usedBytes, bytes)) {
       if ((await this.evictLeastRecentlyUsed(key)) === 0) {
         return this.budget.nothingLeftToEvict(bytes);

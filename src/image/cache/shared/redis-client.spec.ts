@@ -1,4 +1,4 @@
-import { TimeoutError } from 'redis';
+import { TimeoutError } from '@redis/client';
 import {
   describeWithRedis,
   RedisServer,

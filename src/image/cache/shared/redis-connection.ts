@@ -7,13 +7,13 @@ import {
 } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { performance } from 'node:perf_hooks';
-import { TimeoutError } from 'redis';
 import { errorMessage } from '../../../common/error-message';
 import { OutageLog } from '../../../common/outage-log';
 import { sharedCacheConfig } from '../../../config/shared-cache.config';
 import {
   type ClusterNodes,
   createRedisClient,
+  isCommandTimeout,
   MAX_RECONNECT_DELAY_MS,
   type RedisClient,
   type RedisCommands,
@@ -137,7 +137,7 @@ export class RedisConnection implements OnModuleInit, OnModuleDestroy {
       return result;
     } catch (error) {
       let reason = errorMessage(error);
-      if (error instanceof TimeoutError) {
+      if (isCommandTimeout(error)) {
         reason = `no reply within REDIS_COMMAND_TIMEOUT_MS (${this.config.commandTimeoutMs} ms)`;
         this.pausedUntil = performance.now() + PAUSE_AFTER_TIMEOUT_MS;
       }
