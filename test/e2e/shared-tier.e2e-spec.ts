@@ -1,5 +1,5 @@
 import { rm } from 'node:fs/promises';
-import { createClient, RESP_TYPES } from 'redis';
+import { createClient, RESP_TYPES } from '@redis/client';
 import { FakePicsum } from '../fake-picsum/fake-picsum.server';
 import { get, type Reply, sleep, waitFor } from '../support/http-get';
 import {

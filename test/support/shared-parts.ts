@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { createClient } from 'redis';
+import { createClient } from '@redis/client';
 import { RedisConnection } from '../../src/image/cache/shared/redis-connection';
 import { ReplicaNotices } from '../../src/image/cache/shared/replica-notices';
 import { SharedCodec } from '../../src/image/cache/shared/shared-codec';
