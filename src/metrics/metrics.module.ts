@@ -1,5 +1,6 @@
 import { Global, Module } from '@nestjs/common';
 import { CacheMetrics } from './cache-metrics';
+import { EventLoopDelay } from './event-loop-delay';
 import { HttpRequestMetrics } from './http-request-metrics';
 import { MetricsController } from './metrics.controller';
 
@@ -10,7 +11,7 @@ import { MetricsController } from './metrics.controller';
 @Global()
 @Module({
   controllers: [MetricsController],
-  providers: [CacheMetrics, HttpRequestMetrics],
+  providers: [CacheMetrics, HttpRequestMetrics, EventLoopDelay],
   exports: [CacheMetrics],
 })
 export class MetricsModule {}

@@ -1,0 +1,63 @@
+import { CacheMetrics } from './cache-metrics';
+import { EventLoopDelay } from './event-loop-delay';
+
+/** Keeps the event loop busy for `ms`, as a long garbage collection or synchronous write would. */
+function block(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // busy
+  }
+}
+
+function sample(metrics: string, labels: string): number {
+  const match = new RegExp(
+    `^image_cache_event_loop_delay_seconds${labels} (\\S+)$`,
+    'm',
+  ).exec(metrics);
+  if (!match) {
+    throw new Error(`no sample ${labels} in:\n${metrics}`);
+  }
+  return Number(match[1]);
+}
+
+describe(EventLoopDelay.name, () => {
+  let metrics: CacheMetrics;
+  let delay: EventLoopDelay;
+
+  beforeEach(() => {
+    metrics = new CacheMetrics();
+    delay = new EventLoopDelay(metrics);
+    delay.onModuleInit();
+  });
+
+  afterEach(() => delay.onApplicationShutdown());
+
+  it('exports how late the event loop ran as a summary, its maximum as quantile 1', async () => {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    block(120);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+
+    const text = await metrics.registry.metrics();
+
+    expect(text).toContain(
+      '# TYPE image_cache_event_loop_delay_seconds summary',
+    );
+    expect(sample(text, '{quantile="1"}')).toBeGreaterThanOrEqual(0.1);
+    expect(sample(text, '{quantile="0.5"}')).toBeLessThan(0.1);
+    expect(sample(text, '_count')).toBeGreaterThan(0);
+    expect(sample(text, '_sum')).toBeGreaterThanOrEqual(0.1);
+  });
+
+  it('reports the quantiles of the last complete window, while the next one fills', async () => {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    block(120);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    delay.closeWindow();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+
+    const text = await metrics.registry.metrics();
+
+    // The pause was in the window that ended; the calm since does not hide it.
+    expect(sample(text, '{quantile="1"}')).toBeGreaterThanOrEqual(0.1);
+  });
+});
