@@ -147,6 +147,7 @@ describe('the Helm chart helm/image-cache', () => {
   it('puts the cache on a tmpfs when cache.emptyDir.medium is Memory', async () => {
     const objects = await render({
       cache: { emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } },
+      resources: { limits: { memory: '640Mi' } },
     });
 
     const cache = deploymentOf(objects).spec.template.spec.volumes.find(
@@ -183,8 +184,12 @@ describe('the Helm chart helm/image-cache', () => {
     );
     expect(configOf(await render()).CACHE_MEMORY_MAX_SIZE).toBe('64Mi');
     expect(
-      configOf(await render({ cache: { memoryMaxSize: '128Mi' } }))
-        .CACHE_MEMORY_MAX_SIZE,
+      configOf(
+        await render({
+          cache: { memoryMaxSize: '128Mi' },
+          resources: { limits: { memory: '384Mi' } },
+        }),
+      ).CACHE_MEMORY_MAX_SIZE,
     ).toBe('128Mi');
   });
 
@@ -444,6 +449,47 @@ describe('the Helm chart helm/image-cache', () => {
       },
     ]);
     expect(containerOf(off).env).toBeUndefined();
+  });
+
+  it('refuses a memory limit below the memory tier plus what the service itself needs, saying what would fit', async () => {
+    await expect(
+      template({ resources: { limits: { memory: '150Mi' } } }),
+    ).rejects.toThrow(
+      "resources.limits.memory 150Mi (150 MiB) is below what the pod needs: cache.memoryMaxSize 64Mi plus the service's own 208 MiB, 272 MiB in all. Raise resources.limits.memory to at least 272Mi or lower cache.memoryMaxSize.",
+    );
+    await expect(
+      template({
+        cache: { memoryMaxSize: '1Gi' },
+        resources: { limits: { memory: '1.1Gi' } },
+      }),
+    ).rejects.toThrow('at least 1232Mi');
+    await expect(
+      template({ resources: { limits: { memory: 'lots' } } }),
+    ).rejects.toThrow(
+      'resources.limits.memory "lots" is not a number of bytes with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix',
+    );
+  });
+
+  it('counts a tmpfs emptyDir against the memory limit too', async () => {
+    await expect(
+      template({ cache: { emptyDir: { medium: 'Memory', sizeLimit: '1Gi' } } }),
+    ).rejects.toThrow("plus the tmpfs emptyDir's 1Gi, 1296 MiB in all");
+    await expect(
+      template({
+        cache: { emptyDir: { medium: 'Memory', sizeLimit: '1Gi' } },
+        resources: { limits: { memory: '1296Mi' } },
+      }),
+    ).resolves.toContain('kind: Deployment');
+  });
+
+  it('renders with the default memory limit, one that meets the need exactly, or none', async () => {
+    await expect(template()).resolves.toContain('kind: Deployment');
+    await expect(
+      template({ resources: { limits: { memory: '272Mi' } } }),
+    ).resolves.toContain('kind: Deployment');
+    await expect(template({ resources: { limits: null } })).resolves.toContain(
+      'kind: Deployment',
+    );
   });
 
   it('refuses a prefetch window as long as the TTL', async () => {

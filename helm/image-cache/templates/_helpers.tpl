@@ -153,3 +153,50 @@ Call with (dict "root" $ "force" <bool>).
 true
 {{- end -}}
 {{- end }}
+
+{{/*
+A Kubernetes quantity (a whole or decimal number with an optional k, M, G, T, Ki, Mi, Gi or Ti
+suffix) in bytes. Takes a dict with "value" and "name", the setting it came from, named when
+the value cannot be read.
+*/}}
+{{- define "image-cache.quantityBytes" -}}
+{{- $text := toString .value }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $text }}
+{{- $suffix := trimPrefix $number $text }}
+{{- $multipliers := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- if or (eq $number "") (not (hasKey $multipliers $suffix)) }}
+{{- fail (printf "%s %q is not a number of bytes with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix" .name $text) }}
+{{- end }}
+{{- int64 (mulf (float64 $number) (float64 (get $multipliers $suffix))) }}
+{{- end }}
+
+{{/*
+What a pod needs in memory besides the memory tier's budget: the runtime, the disk tier's index,
+the images in flight and the evicted bodies not yet collected, at the peak RSS `npm run bench`
+measured in its over-budget stream (bench/README.md), less the budget, rounded up.
+*/}}
+{{- define "image-cache.memoryBaselineBytes" -}}
+{{- mul 208 1048576 }}
+{{- end }}
+
+{{/*
+Fails when resources.limits.memory leaves no room for the memory tier's budget on top of the
+baseline (and of the emptyDir, when it is a tmpfs): such a pod would be OOM-killed by its own
+cache once it filled.
+*/}}
+{{- define "image-cache.checkMemoryLimit" -}}
+{{- $limit := dig "limits" "memory" "" (.Values.resources | default dict) }}
+{{- if $limit }}
+{{- $limitBytes := include "image-cache.quantityBytes" (dict "value" $limit "name" "resources.limits.memory") | int64 }}
+{{- $tierBytes := include "image-cache.quantityBytes" (dict "value" .Values.cache.memoryMaxSize "name" "cache.memoryMaxSize") | int64 }}
+{{- $baseline := include "image-cache.memoryBaselineBytes" . | int64 }}
+{{- $tmpfsBytes := 0 }}
+{{- if eq .Values.cache.emptyDir.medium "Memory" }}
+{{- $tmpfsBytes = include "image-cache.quantityBytes" (dict "value" .Values.cache.emptyDir.sizeLimit "name" "cache.emptyDir.sizeLimit") | int64 }}
+{{- end }}
+{{- $needed := add $tierBytes $baseline $tmpfsBytes }}
+{{- if lt $limitBytes $needed }}
+{{- fail (printf "resources.limits.memory %s (%d MiB) is below what the pod needs: cache.memoryMaxSize %s plus the service's own %d MiB%s, %d MiB in all. Raise resources.limits.memory to at least %dMi or lower cache.memoryMaxSize." $limit (div $limitBytes 1048576) (toString .Values.cache.memoryMaxSize) (div $baseline 1048576) (ternary (printf " plus the tmpfs emptyDir's %s" (toString .Values.cache.emptyDir.sizeLimit)) "" (gt $tmpfsBytes 0)) (div (add $needed 1048575) 1048576) (div (add $needed 1048575) 1048576)) }}
+{{- end }}
+{{- end }}
+{{- end }}
