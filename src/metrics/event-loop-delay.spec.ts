@@ -43,7 +43,8 @@ describe(EventLoopDelay.name, () => {
       '# TYPE image_cache_event_loop_delay_seconds summary',
     );
     expect(sample(text, '{quantile="1"}')).toBeGreaterThanOrEqual(0.1);
-    expect(sample(text, '{quantile="0.5"}')).toBeLessThan(0.1);
+    // An idle loop is not late: Node's timer interval itself is not counted.
+    expect(sample(text, '{quantile="0.5"}')).toBeLessThan(0.01);
     expect(sample(text, '_count')).toBeGreaterThan(0);
     expect(sample(text, '_sum')).toBeGreaterThanOrEqual(0.1);
   });

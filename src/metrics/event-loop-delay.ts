@@ -10,6 +10,11 @@ import { CacheMetrics } from './cache-metrics';
 const NAME = 'image_cache_event_loop_delay_seconds';
 /** How often Node samples the event loop's delay. */
 const RESOLUTION_MS = 10;
+/**
+ * Node records the time between two of its timer's turns, which is the resolution on an idle
+ * loop: what is late is what lies beyond it.
+ */
+const RESOLUTION_NS = RESOLUTION_MS * 1e6;
 /** The quantiles are of the last complete window of this length. */
 export const WINDOW_MS = 60_000;
 const QUANTILES = [0.5, 0.9, 0.99, 0.999, 1] as const;
@@ -74,7 +79,7 @@ export class EventLoopDelay implements OnModuleInit, OnApplicationShutdown {
     const samples = this.histogram.count;
     if (samples > 0) {
       this.count += samples;
-      this.sumSeconds += (this.histogram.mean * samples) / 1e9;
+      this.sumSeconds += lateSeconds(this.histogram.mean) * samples;
       this.last = { quantiles: this.quantilesNow() };
     }
     this.histogram.reset();
@@ -83,9 +88,11 @@ export class EventLoopDelay implements OnModuleInit, OnApplicationShutdown {
   private quantilesNow(): Array<[number, number]> {
     return QUANTILES.map((quantile) => [
       quantile,
-      (quantile === 1
-        ? this.histogram.max
-        : this.histogram.percentile(quantile * 100)) / 1e9,
+      lateSeconds(
+        quantile === 1
+          ? this.histogram.max
+          : this.histogram.percentile(quantile * 100),
+      ),
     ]);
   }
 
@@ -98,7 +105,7 @@ export class EventLoopDelay implements OnModuleInit, OnApplicationShutdown {
     const sum =
       this.sumSeconds +
       (this.last === undefined && current > 0
-        ? (this.histogram.mean * current) / 1e9
+        ? lateSeconds(this.histogram.mean) * current
         : 0);
     const count = this.count + (this.last === undefined ? current : 0);
     return {
@@ -124,4 +131,9 @@ export class EventLoopDelay implements OnModuleInit, OnApplicationShutdown {
       ],
     };
   }
+}
+
+/** How late a turn that took `nanoseconds` was, in seconds. */
+function lateSeconds(nanoseconds: number): number {
+  return Math.max(0, nanoseconds - RESOLUTION_NS) / 1e9;
 }
