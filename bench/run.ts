@@ -23,6 +23,7 @@ import {
   renderReport,
   type SharedTierCost,
   type StampedeResult,
+  type TailResult,
 } from './lib/report';
 import {
   type BenchServer,
@@ -35,6 +36,12 @@ import {
   startVarnish,
 } from './lib/servers';
 import { type LoadResult, type RequestMix, runWrk, zipfMix } from './lib/wrk';
+import {
+  type MemoryRun,
+  overBudgetStream,
+  tinyVariants,
+} from './lib/memory-runs';
+import { runOpenLoop } from './lib/open-loop';
 
 export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 export const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -68,6 +75,15 @@ const OVER_BUDGET: RequestMix = {
   weights: Array.from({ length: 1000 }, () => 1),
 };
 const OVER_BUDGET_MEMORY = '64Mi';
+/** The memory runs' length (the over-budget stream's; the tiny variants' is half again). */
+const MEMORY_SECONDS = Number(process.env.BENCH_MEMORY_SECONDS ?? 60);
+/** The open-loop run of the hit tail: requests per second, for how long. */
+const TAIL_RATE = 1000;
+const TAIL_SECONDS = Number(process.env.BENCH_TAIL_SECONDS ?? 60);
+const TAIL_HOT_VARIANTS = Array.from(
+  { length: 20 },
+  (_, i) => `/image?width=${1000 + i}&height=800`,
+);
 const OVER_BUDGET_DISK = '128Mi';
 
 async function main(): Promise<void> {
@@ -135,6 +151,8 @@ async function main(): Promise<void> {
     const coldMiss = await coldMissLatency(upstream, work);
     const overBudget = await overBudgetRuns(upstream, apiPort, work);
     const sharedTier = await sharedTierCost(upstream, redis, work);
+    const memory = await memoryRuns(upstream, work);
+    const tail = await hitTail(upstream, work);
 
     const report = renderReport({
       rows,
@@ -143,6 +161,8 @@ async function main(): Promise<void> {
       coldMiss,
       overBudget,
       sharedTier,
+      memory,
+      tail,
       settings: {
         rounds: ROUNDS,
         seconds: SECONDS,
@@ -159,6 +179,8 @@ async function main(): Promise<void> {
       'BENCH_ROUNDS',
       'BENCH_SECONDS',
       'BENCH_WARMUP_SECONDS',
+      'BENCH_MEMORY_SECONDS',
+      'BENCH_TAIL_SECONDS',
     ].some((name) => process.env[name] !== undefined);
     if (shortened) {
       log('BENCH_* settings changed: bench/RESULTS.md left as it was');
@@ -383,6 +405,104 @@ async function coldMissLatency(
     await service.stop();
     await reference?.stop();
   }
+}
+
+/** The two memory runs, each on a fresh service: the over-budget stream, then the tiny variants. */
+async function memoryRuns(
+  upstream: FakePicsum,
+  work: string,
+): Promise<MemoryRun[]> {
+  const runs: MemoryRun[] = [];
+  for (const run of [
+    () => overBudgetStream(upstream, work, MEMORY_SECONDS),
+    () => tinyVariants(upstream, work, Math.round(MEMORY_SECONDS * 1.5)),
+  ]) {
+    const result = await run();
+    log(
+      `memory: ${result.name}: ${Math.round(result.requestsPerSecond)} req/s, peak RSS ${(result.peakRss / 2 ** 20).toFixed(1)} MiB (anonymous ${(result.peakAnonRss / 2 ** 20).toFixed(1)} MiB), ${result.memoryEntries} entries in memory, ${result.diskEntries} on disk`,
+    );
+    runs.push(result);
+  }
+  return runs;
+}
+
+/**
+ * The hit tail under an open loop: a fresh service (default settings) with the 20 hot variants
+ * in memory, then 1000 requests per second for TAIL_SECONDS, 19 of every 20 for a hot variant
+ * and 1 for a new one. Beside the latencies, what the service says of its event loop and its
+ * garbage collections over the run (/metrics), to name the cause of what is slow.
+ */
+async function hitTail(
+  upstream: FakePicsum,
+  work: string,
+): Promise<TailResult> {
+  const service = await startService(
+    `${SERVICE} (open loop)`,
+    upstream.baseUrl,
+    join(work, 'tail'),
+  );
+  try {
+    for (const path of TAIL_HOT_VARIANTS) {
+      await (await fetch(`${service.url}${path}`)).arrayBuffer();
+    }
+    const before = gcTotals(await metricsOf(service.url));
+    const result = await runOpenLoop(
+      service.url,
+      TAIL_HOT_VARIANTS,
+      (i) =>
+        `/image?width=${3000 + (i % 1000)}&height=${700 + Math.floor(i / 1000)}`,
+      TAIL_RATE,
+      TAIL_SECONDS,
+      work,
+    );
+    const metrics = await metricsOf(service.url);
+    const after = gcTotals(metrics);
+    const gc = Object.fromEntries(
+      Object.entries(after).map(([kind, total]) => [
+        kind,
+        {
+          count: total.count - (before[kind]?.count ?? 0),
+          seconds: total.seconds - (before[kind]?.seconds ?? 0),
+        },
+      ]),
+    );
+    const loopDelay = (quantile: string) =>
+      Number(
+        new RegExp(
+          `^image_cache_event_loop_delay_seconds\\{quantile="${quantile}"\\} (\\S+)$`,
+          'm',
+        ).exec(metrics)?.[1] ?? NaN,
+      ) * 1000;
+    log(
+      `hit tail: hits p99.9 ${result.hits.p999Ms.toFixed(2)} ms, max ${result.hits.maxMs.toFixed(2)} ms; event loop delay p99 ${loopDelay('0.99').toFixed(1)} ms, max ${loopDelay('1').toFixed(1)} ms`,
+    );
+    return {
+      ...result,
+      gc,
+      loopDelayP99Ms: loopDelay('0.99'),
+      loopDelayMaxMs: loopDelay('1'),
+    };
+  } finally {
+    await service.stop();
+  }
+}
+
+async function metricsOf(url: string): Promise<string> {
+  return (await fetch(`${url}/metrics`)).text();
+}
+
+/** Garbage collections so far by kind (minor, major, incremental, weakcb): how many, how long in all. */
+function gcTotals(
+  metrics: string,
+): Record<string, { count: number; seconds: number }> {
+  const totals: Record<string, { count: number; seconds: number }> = {};
+  for (const [, field, kind, value] of metrics.matchAll(
+    /^nodejs_gc_duration_seconds_(sum|count)\{kind="(\w+)"\} (\S+)$/gm,
+  )) {
+    totals[kind] ??= { count: 0, seconds: 0 };
+    totals[kind][field === 'sum' ? 'seconds' : 'count'] = Number(value);
+  }
+  return totals;
 }
 
 /**

@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import { ROOT } from './servers';
 
 /**
- * The last commit whose upstream client was undici rather than `HttpService` of
- * `@nestjs/axios`: what `npm run bench` measures the cold-miss overhead of the client change
- * against. `BENCH_REFERENCE` names another commit; `BENCH_REFERENCE=none` skips it.
+ * The last commit before the connections to the upstream were kept alive (0.5.0): what
+ * `npm run bench` measures the cold-miss overhead against, in the same run. `BENCH_REFERENCE`
+ * names another commit (64c2520 is the last whose client was undici); `BENCH_REFERENCE=none`
+ * skips it.
  */
-export const DEFAULT_REFERENCE = '64c2520';
+export const DEFAULT_REFERENCE = '38260b0';
 
 /**
  * The directory of the service as built from the commit `ref` (its `dist/main.js` with its

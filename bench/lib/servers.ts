@@ -13,6 +13,17 @@ export const ROOT = join(__dirname, '..', '..');
 /** The CPU every server under test runs on, alone; wrk and this runner take the other one. */
 export const SERVER_CPU = '1';
 export const LOAD_CPU = '0';
+/**
+ * The V8 flags the service runs with everywhere (package.json's `config.nodeFlags`, which
+ * `npm run start:prod` and the Dockerfile's CMD pass too; see README).
+ */
+const NODE_FLAGS = (
+  JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    config: { nodeFlags: string };
+  }
+).config.nodeFlags
+  .split(' ')
+  .filter(Boolean);
 /** Linux's clock ticks per second, in which /proc/<pid>/stat counts CPU time. */
 const CLOCK_TICKS = 100;
 
@@ -42,25 +53,30 @@ export async function startService(
   root = ROOT,
 ): Promise<BenchServer> {
   const port = await freePort();
-  const child = pinned(process.execPath, [join(root, 'dist', 'main.js')], {
-    env: {
-      PATH: process.env.PATH,
-      NODE_ENV: 'production',
-      NO_COLOR: '1',
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      CACHE_DIR: cacheDir,
-      PICSUM_BASE_URL: upstream,
-      CACHE_TTL_SECONDS: '3600',
-      SHUTDOWN_DRAIN_MS: '0',
-      // To compare V8 settings: BENCH_NODE_OPTIONS="--max-semi-space-size=8" npm run bench
-      ...(process.env.BENCH_NODE_OPTIONS
-        ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS }
-        : {}),
-      ...env,
+  const child = pinned(
+    process.execPath,
+    [...NODE_FLAGS, join(root, 'dist', 'main.js')],
+    {
+      env: {
+        PATH: process.env.PATH,
+        NODE_ENV: 'production',
+        NO_COLOR: '1',
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        CACHE_DIR: cacheDir,
+        PICSUM_BASE_URL: upstream,
+        CACHE_TTL_SECONDS: '3600',
+        SHUTDOWN_DRAIN_MS: '0',
+        // To compare V8 settings: BENCH_NODE_OPTIONS="--max-old-space-size=256" npm run bench
+        // (a flag of package.json's config.nodeFlags wins over the same one in NODE_OPTIONS)
+        ...(process.env.BENCH_NODE_OPTIONS
+          ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS }
+          : {}),
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   return processServer(name, child, port);
 }
 
