@@ -35,7 +35,13 @@ import {
   startService,
   startVarnish,
 } from './lib/servers';
-import { type LoadResult, type RequestMix, runWrk, zipfMix } from './lib/wrk';
+import {
+  type LoadResult,
+  type RequestMix,
+  runWrk,
+  uniformMix,
+  zipfMix,
+} from './lib/wrk';
 import {
   type MemoryRun,
   overBudgetStream,
@@ -66,14 +72,11 @@ const WORKING_SET = zipfMix(
   Array.from({ length: 200 }, (_, i) => `/image?width=${1000 + i}&height=800`),
 );
 /** About 200 MB, uniform: twice the over-budget run's 128 MiB disk budget (and nginx's max_size). */
-const OVER_BUDGET: RequestMix = {
-  name: 'uniform-1000',
-  paths: Array.from(
-    { length: 1000 },
-    (_, i) => `/image?width=${2000 + i}&height=900`,
-  ),
-  weights: Array.from({ length: 1000 }, () => 1),
-};
+const OVER_BUDGET = uniformMix(
+  'uniform-1000',
+  1000,
+  (i) => `/image?width=${2000 + i}&height=900`,
+);
 const OVER_BUDGET_MEMORY = '64Mi';
 /** The memory runs' length (the over-budget stream's; the tiny variants' is half again). */
 const MEMORY_SECONDS = Number(process.env.BENCH_MEMORY_SECONDS ?? 60);

@@ -5,7 +5,7 @@ import {
   jpegOfBytes,
 } from '../../test/fake-picsum/fake-picsum.server';
 import { startService } from './servers';
-import { type RequestMix, runWrk, runWrkScript } from './wrk';
+import { runWrk, runWrkScript, uniformMix } from './wrk';
 
 const MIB = 1024 * 1024;
 /** The memory tier's budget of both runs: the default. */
@@ -46,14 +46,11 @@ export async function overBudgetStream(
   work: string,
   seconds: number,
 ): Promise<MemoryRun> {
-  const mix: RequestMix = {
-    name: 'uniform-3000',
-    paths: Array.from(
-      { length: 3000 },
-      (_, i) => `/image?width=${2000 + i}&height=900`,
-    ),
-    weights: Array.from({ length: 3000 }, () => 1),
-  };
+  const mix = uniformMix(
+    'uniform-3000',
+    3000,
+    (i) => `/image?width=${2000 + i}&height=900`,
+  );
   return withEveryJpeg(upstream, 222_000, async () => {
     const server = await startService(
       'image-cache (3000 variants of 222 KB)',

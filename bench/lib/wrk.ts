@@ -30,6 +30,19 @@ export function zipfMix(name: string, paths: readonly string[]): RequestMix {
   return { name, paths, weights: paths.map((_, rank) => 1 / (rank + 1)) };
 }
 
+/** A uniform mix over `count` paths, the `i`th made by `path(i)`. */
+export function uniformMix(
+  name: string,
+  count: number,
+  path: (i: number) => string,
+): RequestMix {
+  return {
+    name,
+    paths: Array.from({ length: count }, (_, i) => path(i)),
+    weights: Array.from({ length: count }, () => 1),
+  };
+}
+
 /**
  * Runs wrk (one thread, on LOAD_CPU, so the server has the other CPU) against `baseUrl` with the mix,
  * drawing paths with a fixed random seed, so every server gets the same sequence.

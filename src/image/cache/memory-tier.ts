@@ -11,9 +11,10 @@ import { DISK_RECORD_BYTES, MEMORY_ENTRY_OVERHEAD_BYTES } from './entry-costs';
  * The first tier: ready-to-send images in memory, bounded by `CACHE_MEMORY_MAX_SIZE` bytes and
  * evicting the least recently used. The budget counts what entries really cost (see
  * `entry-costs.ts`): each body plus its entry's objects, and the disk tier's index records,
- * which are memory too: the more images the disk indexes, the fewer bodies this tier keeps. Entries carry no expiry of their own: freshness is always
- * counted from the original fetch, so an entry promoted from disk keeps only the time it had
- * left. A budget of 0 turns the tier off.
+ * which are memory too: the more images the disk indexes, the fewer bodies this tier keeps.
+ * Entries carry no expiry of their own: freshness is always counted from the original fetch,
+ * so an entry promoted from disk keeps only the time it had left. A budget of 0 turns the tier
+ * off.
  */
 @Injectable()
 export class MemoryTier implements CacheTier {

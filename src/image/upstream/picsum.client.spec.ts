@@ -21,6 +21,15 @@ import { upstreamHttpOptions } from './upstream-http.options';
 /** The deadline of the timeout tests: short, so they run fast. */
 const SHORT_TIMEOUT_MS = 300;
 
+/** A variant of the size the fake renders quickly. */
+const VARIANT: ImageVariant = {
+  width: 300,
+  height: 200,
+  grayscale: false,
+  blur: 0,
+  format: 'jpg',
+};
+
 /** The connections of every client of this file, closed at its end. */
 const agents = new UpstreamAgents();
 
@@ -317,16 +326,9 @@ describe(`${PicsumClient.name} on a kept-alive connection the upstream closes`, 
   it('sends the request once more on a new connection, and gets the image', async () => {
     const { port } = server.address() as AddressInfo;
     const client = await createClient(`http://127.0.0.1:${port}`);
-    const variant: ImageVariant = {
-      width: 300,
-      height: 200,
-      grayscale: false,
-      blur: 0,
-      format: 'jpg',
-    };
 
-    await client.fetchImage(variant);
-    const second = await client.fetchImage(variant);
+    await client.fetchImage(VARIANT);
+    const second = await client.fetchImage(VARIANT);
 
     expect(second.body.equals(image)).toBe(true);
     // The first fetch; the second, refused on the reused connection; its retry on a new one.
@@ -335,13 +337,7 @@ describe(`${PicsumClient.name} on a kept-alive connection the upstream closes`, 
 });
 
 describe(`${PicsumClient.name} with HttpService replaced`, () => {
-  const variant: ImageVariant = {
-    width: 300,
-    height: 200,
-    grayscale: false,
-    blur: 0,
-    format: 'jpg',
-  };
+  const variant = VARIANT;
 
   type Get = jest.Mock<
     Observable<AxiosResponse<Buffer>>,

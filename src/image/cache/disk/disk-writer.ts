@@ -187,9 +187,9 @@ export class DiskWriter {
 
   /**
    * Reserves `bytes` for a write of `key`, evicting least-recently-used entries until the index
-   * has room for one more entry and the bytes fit (see `DiskBudget.reserve`). Runs under `changes`. Returns false, reserving nothing, when
-   * only entries being written are left to evict; fails when an eviction fails or unaccounted
-   * files take the budget.
+   * has room for one more entry and the bytes fit (see `DiskBudget.reserve`). Runs under
+   * `changes`. Returns false, reserving nothing, when only entries being written are left to
+   * evict; fails when an eviction fails or unaccounted files take the budget.
    */
   private async reserve(key: string, bytes: number): Promise<boolean> {
     while (!this.budget.hasRoomForEntry(this.index.size, this.index.has(key))) {
