@@ -187,7 +187,7 @@ describe('the Helm chart helm/image-cache', () => {
       configOf(
         await render({
           cache: { memoryMaxSize: '128Mi' },
-          resources: { limits: { memory: '384Mi' } },
+          resources: { limits: { memory: '512Mi' } },
         }),
       ).CACHE_MEMORY_MAX_SIZE,
     ).toBe('128Mi');
@@ -455,14 +455,14 @@ describe('the Helm chart helm/image-cache', () => {
     await expect(
       template({ resources: { limits: { memory: '150Mi' } } }),
     ).rejects.toThrow(
-      "resources.limits.memory 150Mi (150 MiB) is below what the pod needs: cache.memoryMaxSize 64Mi plus the service's own 208 MiB, 272 MiB in all. Raise resources.limits.memory to at least 272Mi or lower cache.memoryMaxSize.",
+      "resources.limits.memory 150Mi (150 MiB) is below what the pod needs: cache.memoryMaxSize 64Mi plus the service's own 320 MiB, 384 MiB in all. Raise resources.limits.memory to at least 384Mi or lower cache.memoryMaxSize.",
     );
     await expect(
       template({
         cache: { memoryMaxSize: '1Gi' },
         resources: { limits: { memory: '1.1Gi' } },
       }),
-    ).rejects.toThrow('at least 1232Mi');
+    ).rejects.toThrow('at least 1344Mi');
     await expect(
       template({ resources: { limits: { memory: 'lots' } } }),
     ).rejects.toThrow(
@@ -473,11 +473,11 @@ describe('the Helm chart helm/image-cache', () => {
   it('counts a tmpfs emptyDir against the memory limit too', async () => {
     await expect(
       template({ cache: { emptyDir: { medium: 'Memory', sizeLimit: '1Gi' } } }),
-    ).rejects.toThrow("plus the tmpfs emptyDir's 1Gi, 1296 MiB in all");
+    ).rejects.toThrow("plus the tmpfs emptyDir's 1Gi, 1408 MiB in all");
     await expect(
       template({
         cache: { emptyDir: { medium: 'Memory', sizeLimit: '1Gi' } },
-        resources: { limits: { memory: '1296Mi' } },
+        resources: { limits: { memory: '1408Mi' } },
       }),
     ).resolves.toContain('kind: Deployment');
   });
@@ -485,7 +485,7 @@ describe('the Helm chart helm/image-cache', () => {
   it('renders with the default memory limit, one that meets the need exactly, or none', async () => {
     await expect(template()).resolves.toContain('kind: Deployment');
     await expect(
-      template({ resources: { limits: { memory: '272Mi' } } }),
+      template({ resources: { limits: { memory: '384Mi' } } }),
     ).resolves.toContain('kind: Deployment');
     await expect(template({ resources: { limits: null } })).resolves.toContain(
       'kind: Deployment',

@@ -172,11 +172,11 @@ the value cannot be read.
 
 {{/*
 What a pod needs in memory besides the memory tier's budget: the runtime, the disk tier's index,
-the images in flight and the evicted bodies not yet collected, at the peak RSS `npm run bench`
-measured in its over-budget stream (bench/README.md), less the budget, rounded up.
+the images in flight and the evicted bodies not yet collected, at the highest peak RSS
+`npm run bench` measured (50,000 tiny variants, bench/README.md), less the budget, rounded up.
 */}}
 {{- define "image-cache.memoryBaselineBytes" -}}
-{{- mul 208 1048576 }}
+{{- mul 320 1048576 }}
 {{- end }}
 
 {{/*
