@@ -54,11 +54,14 @@ describe(EventLoopDelay.name, () => {
     block(120);
     await new Promise((resolve) => setTimeout(resolve, 30));
     delay.closeWindow();
+    const countAtClose = sample(await metrics.registry.metrics(), '_count');
     await new Promise((resolve) => setTimeout(resolve, 50));
 
     const text = await metrics.registry.metrics();
 
     // The pause was in the window that ended; the calm since does not hide it.
     expect(sample(text, '{quantile="1"}')).toBeGreaterThanOrEqual(0.1);
+    // The count goes on with the samples of the window that is filling.
+    expect(sample(text, '_count')).toBeGreaterThan(countAtClose);
   });
 });

@@ -32,11 +32,6 @@ interface SummaryValues {
   }>;
 }
 
-/** One window's figures, in seconds. */
-interface WindowFigures {
-  readonly quantiles: ReadonlyArray<readonly [number, number]>;
-}
-
 /**
  * `image_cache_event_loop_delay_seconds`: how late the event loop ran, from Node's
  * `monitorEventLoopDelay`, as a Prometheus summary. A request waits at least as long as the
@@ -51,9 +46,11 @@ export class EventLoopDelay implements OnModuleInit, OnApplicationShutdown {
   private readonly histogram = monitorEventLoopDelay({
     resolution: RESOLUTION_MS,
   });
-  private last: WindowFigures | undefined;
-  private count = 0;
-  private sumSeconds = 0;
+  /** The quantiles of the last complete window, in seconds; none before the first ends. */
+  private lastQuantiles: Array<[number, number]> | undefined;
+  /** Samples and their sum, in seconds, of the windows already closed. */
+  private closedCount = 0;
+  private closedSumSeconds = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly metrics: CacheMetrics) {}
@@ -76,13 +73,18 @@ export class EventLoopDelay implements OnModuleInit, OnApplicationShutdown {
 
   /** Ends the current window: its quantiles become the ones reported, its samples join the totals. */
   closeWindow(): void {
-    const samples = this.histogram.count;
-    if (samples > 0) {
-      this.count += samples;
-      this.sumSeconds += lateSeconds(this.histogram.mean) * samples;
-      this.last = { quantiles: this.quantilesNow() };
+    if (this.histogram.count > 0) {
+      this.closedCount += this.histogram.count;
+      this.closedSumSeconds += this.currentSumSeconds();
+      this.lastQuantiles = this.quantilesNow();
     }
     this.histogram.reset();
+  }
+
+  /** The sum, in seconds, of the current window's samples. */
+  private currentSumSeconds(): number {
+    const samples = this.histogram.count;
+    return samples > 0 ? lateSeconds(this.histogram.mean) * samples : 0;
   }
 
   private quantilesNow(): Array<[number, number]> {
@@ -98,16 +100,12 @@ export class EventLoopDelay implements OnModuleInit, OnApplicationShutdown {
 
   /** The summary's values now. */
   collect(): SummaryValues {
-    // Before the first minute ends, the minute so far.
-    const current = this.histogram.count;
+    // Before the first minute ends, the quantiles of the minute so far.
     const quantiles =
-      this.last?.quantiles ?? (current > 0 ? this.quantilesNow() : []);
-    const sum =
-      this.sumSeconds +
-      (this.last === undefined && current > 0
-        ? lateSeconds(this.histogram.mean) * current
-        : 0);
-    const count = this.count + (this.last === undefined ? current : 0);
+      this.lastQuantiles ??
+      (this.histogram.count > 0 ? this.quantilesNow() : []);
+    const sum = this.closedSumSeconds + this.currentSumSeconds();
+    const count = this.closedCount + this.histogram.count;
     return {
       name: NAME,
       help: `How late the event loop ran, sampled every ${RESOLUTION_MS} ms: quantiles of the last complete minute (1 is the maximum), count and sum since start`,
