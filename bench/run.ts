@@ -15,6 +15,11 @@ import { join } from 'node:path';
 import { FakePicsum } from '../test/fake-picsum/fake-picsum.server';
 import { DEFAULT_REFERENCE, referenceBuild } from './lib/reference-build';
 import { diskUsage } from '../test/support/disk-usage';
+import {
+  parseExposition,
+  type Sample,
+  sampleValue,
+} from '../test/support/prometheus-text';
 import { RedisServer } from '../test/support/redis-server';
 import {
   type ColdMissLatency,
@@ -470,12 +475,9 @@ async function hitTail(
       ]),
     );
     const loopDelay = (quantile: string) =>
-      Number(
-        new RegExp(
-          `^image_cache_event_loop_delay_seconds\\{quantile="${quantile}"\\} (\\S+)$`,
-          'm',
-        ).exec(metrics)?.[1] ?? NaN,
-      ) * 1000;
+      (sampleValue(metrics, 'image_cache_event_loop_delay_seconds', {
+        quantile,
+      }) ?? NaN) * 1000;
     log(
       `hit tail: hits p99.9 ${result.hits.p999Ms.toFixed(2)} ms, max ${result.hits.maxMs.toFixed(2)} ms; event loop delay p99 ${loopDelay('0.99').toFixed(1)} ms, max ${loopDelay('1').toFixed(1)} ms`,
     );
@@ -490,20 +492,24 @@ async function hitTail(
   }
 }
 
-async function metricsOf(url: string): Promise<string> {
-  return (await fetch(`${url}/metrics`)).text();
+async function metricsOf(url: string): Promise<Sample[]> {
+  return parseExposition(await (await fetch(`${url}/metrics`)).text());
 }
 
 /** Garbage collections so far by kind (minor, major, incremental, weakcb): how many, how long in all. */
 function gcTotals(
-  metrics: string,
+  samples: readonly Sample[],
 ): Record<string, { count: number; seconds: number }> {
   const totals: Record<string, { count: number; seconds: number }> = {};
-  for (const [, field, kind, value] of metrics.matchAll(
-    /^nodejs_gc_duration_seconds_(sum|count)\{kind="(\w+)"\} (\S+)$/gm,
-  )) {
-    totals[kind] ??= { count: 0, seconds: 0 };
-    totals[kind][field === 'sum' ? 'seconds' : 'count'] = Number(value);
+  for (const { name, labels, value } of samples) {
+    const field = {
+      nodejs_gc_duration_seconds_sum: 'seconds',
+      nodejs_gc_duration_seconds_count: 'count',
+    }[name] as 'seconds' | 'count' | undefined;
+    if (field !== undefined) {
+      totals[labels.kind] ??= { count: 0, seconds: 0 };
+      totals[labels.kind][field] = value;
+    }
   }
   return totals;
 }

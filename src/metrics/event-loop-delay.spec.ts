@@ -1,3 +1,7 @@
+import {
+  parseExposition,
+  sampleValue,
+} from '../../test/support/prometheus-text';
 import { CacheMetrics } from './cache-metrics';
 import { EventLoopDelay } from './event-loop-delay';
 
@@ -9,15 +13,23 @@ function block(ms: number): void {
   }
 }
 
-function sample(metrics: string, labels: string): number {
-  const match = new RegExp(
-    `^image_cache_event_loop_delay_seconds${labels} (\\S+)$`,
-    'm',
-  ).exec(metrics);
-  if (!match) {
-    throw new Error(`no sample ${labels} in:\n${metrics}`);
+/** The summary's sample `suffix` (`_count`, `_sum`, or '' for a quantile) with `labels`. */
+function sample(
+  metrics: string,
+  suffix: string,
+  labels: Record<string, string> = {},
+): number {
+  const value = sampleValue(
+    parseExposition(metrics),
+    `image_cache_event_loop_delay_seconds${suffix}`,
+    labels,
+  );
+  if (value === undefined) {
+    throw new Error(
+      `no sample ${suffix} ${JSON.stringify(labels)} in:\n${metrics}`,
+    );
   }
-  return Number(match[1]);
+  return value;
 }
 
 describe(EventLoopDelay.name, () => {
@@ -42,9 +54,9 @@ describe(EventLoopDelay.name, () => {
     expect(text).toContain(
       '# TYPE image_cache_event_loop_delay_seconds summary',
     );
-    expect(sample(text, '{quantile="1"}')).toBeGreaterThanOrEqual(0.1);
+    expect(sample(text, '', { quantile: '1' })).toBeGreaterThanOrEqual(0.1);
     // An idle loop is not late: Node's timer interval itself is not counted.
-    expect(sample(text, '{quantile="0.5"}')).toBeLessThan(0.01);
+    expect(sample(text, '', { quantile: '0.5' })).toBeLessThan(0.01);
     expect(sample(text, '_count')).toBeGreaterThan(0);
     expect(sample(text, '_sum')).toBeGreaterThanOrEqual(0.1);
   });
@@ -60,7 +72,7 @@ describe(EventLoopDelay.name, () => {
     const text = await metrics.registry.metrics();
 
     // The pause was in the window that ended; the calm since does not hide it.
-    expect(sample(text, '{quantile="1"}')).toBeGreaterThanOrEqual(0.1);
+    expect(sample(text, '', { quantile: '1' })).toBeGreaterThanOrEqual(0.1);
     // The count goes on with the samples of the window that is filling.
     expect(sample(text, '_count')).toBeGreaterThan(countAtClose);
   });
