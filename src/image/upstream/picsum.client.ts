@@ -142,14 +142,14 @@ export class PicsumClient {
     url: string,
     deadline: AbortSignal,
   ): Promise<UpstreamReply> {
+    const send = () =>
+      firstValueFrom(this.http.get<Buffer>(url, { signal: deadline }));
     try {
-      const response = await firstValueFrom(
-        this.http.get<Buffer>(url, { signal: deadline }),
-      ).catch((error: unknown) => {
+      const response = await send().catch((error: unknown) => {
         if (!closedWhenReused(error) || deadline.aborted) {
           throw error;
         }
-        return firstValueFrom(this.http.get<Buffer>(url, { signal: deadline }));
+        return send();
       });
       return {
         status: response.status,
