@@ -4,8 +4,14 @@ import {
   type FakePicsum,
   jpegOfBytes,
 } from '../../test/fake-picsum/fake-picsum.server';
-import { startService } from './servers';
-import { runWrk, runWrkScript, uniformMix } from './wrk';
+import { type BenchServer, startService } from './servers';
+import {
+  type LoadResult,
+  parseWrk,
+  runWrk,
+  runWrkScript,
+  uniformMix,
+} from './wrk';
 
 const MIB = 1024 * 1024;
 /** The memory tier's budget of both runs: the default. */
@@ -64,16 +70,7 @@ export async function overBudgetStream(
     );
     try {
       const load = await runWrk(server.url, mix, 16, seconds, work);
-      return {
-        name: server.name,
-        seconds,
-        requests: load.requests,
-        requestsPerSecond: load.requestsPerSecond,
-        errors: load.errors,
-        peakRss: server.peakRss(),
-        peakAnonRss: server.peakAnonRss(),
-        ...(await entriesOf(server.url)),
-      };
+      return await memoryRunOf(server, seconds, load);
     } finally {
       await server.stop();
     }
@@ -114,21 +111,10 @@ end
       },
     );
     try {
-      const output = await runWrkScript(server.url, 16, seconds, script);
-      const requests = Number(/(\d+) requests in/.exec(output)?.[1] ?? 0);
-      const errors = Number(
-        /Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0,
+      const load = parseWrk(
+        await runWrkScript(server.url, 16, seconds, script, ['--latency']),
       );
-      return {
-        name: server.name,
-        seconds,
-        requests,
-        requestsPerSecond: requests / seconds,
-        errors,
-        peakRss: server.peakRss(),
-        peakAnonRss: server.peakAnonRss(),
-        ...(await entriesOf(server.url)),
-      };
+      return await memoryRunOf(server, seconds, load);
     } finally {
       await server.stop();
     }
@@ -148,11 +134,23 @@ async function withEveryJpeg<T>(
   }
 }
 
-async function entriesOf(
-  url: string,
-): Promise<{ memoryEntries: number; diskEntries: number }> {
-  const status = (await (await fetch(`${url}/status`)).json()) as StatusTiers;
+/** What `server` did under `load` and its peak memory, with the entries its status page counts. */
+async function memoryRunOf(
+  server: BenchServer,
+  seconds: number,
+  load: LoadResult,
+): Promise<MemoryRun> {
+  const status = (await (
+    await fetch(`${server.url}/status`)
+  ).json()) as StatusTiers;
   return {
+    name: server.name,
+    seconds,
+    requests: load.requests,
+    requestsPerSecond: load.requestsPerSecond,
+    errors: load.errors,
+    peakRss: server.peakRss(),
+    peakAnonRss: server.peakAnonRss(),
     memoryEntries: status.memory.entries,
     diskEntries: status.disk.entries,
   };
